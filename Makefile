@@ -1,0 +1,51 @@
+# hepnb: the README's commands. `make demo` runs the main job, `make test` all tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_EVENTS ?= 20000
+LAB_PORT ?= 8888
+
+.PHONY: install demo test pytest nbtest check-sync lab bench clean
+
+# One venv, the project editable, torch pinned to the CPU wheel by constraints.txt.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+## The main job on the embedded default data: simulate, then the exploration report.
+demo: install
+	$(BIN)/hepnb simulate atar --events $(DEMO_EVENTS) --seed 42 --out data/demo/atar --overwrite
+	$(BIN)/hepnb report nbs/stages/explore_atar.ipynb --out reports/demo/explore --hide-code -p dataset data/demo/atar
+	@echo "open reports/demo/explore/index.html"
+
+## All tests: notebooks in sync and clean, notebook tests, pytest.
+test: install check-sync nbtest pytest
+
+check-sync: install
+	@$(BIN)/nbdev-export
+	@$(BIN)/nbdev-clean
+	@if [ -n "$$(git status --porcelain -- hepnb nbs)" ]; then \
+	  echo "hepnb/ is out of sync with nbs/ or notebooks are not clean (run nbdev-export and nbdev-clean, then commit):"; \
+	  git status --porcelain -- hepnb nbs; exit 1; fi
+
+nbtest: install
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: install
+	$(BIN)/python -m pytest
+
+## JupyterLab on 127.0.0.1 with a token (printed in the log).
+lab: install
+	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 --port $(LAB_PORT) --IdentityProvider.token=$${HEPNB_LAB_TOKEN:-$$(openssl rand -hex 16)}
+
+bench: install
+	$(BIN)/python benchmarks/bench_simulation.py
+	$(BIN)/python benchmarks/bench_loader.py
+
+clean:
+	rm -rf data/demo reports/demo .pytest_cache
