@@ -1,0 +1,31 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEPNB = str(Path(sys.executable).with_name("hepnb"))
+
+
+def run_cli(*args, cwd=None, env=None, check=None):
+    "Run the `hepnb` command in a subprocess; return the CompletedProcess."
+    e = {**os.environ, **(env or {})}
+    p = subprocess.run([HEPNB, *map(str, args)], cwd=cwd or ROOT, env=e, capture_output=True, text=True, timeout=600)
+    if check is not None:
+        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+@pytest.fixture(scope="session")
+def small_atar(tmp_path_factory):
+    "A small simulated ATAR dataset (with pile-up), shared by the tests of a session."
+    from hepnb.detectors.atar.sim import simulate_dataset
+    out = tmp_path_factory.mktemp("atar") / "ds"
+    return simulate_dataset(out, 3000, seed=123, rows_per_file=1000, row_group_size=500)
+
+
+def chromium_path():
+    return shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,0 +1,94 @@
+"""The `hepnb` command: help everywhere, reproducible simulation, clear errors with exit status 2."""
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_cli
+from hepnb.dataset import open_dataset
+
+SUBCOMMANDS = [["simulate"], ["simulate", "atar"], ["ingest"], ["convert"], ["validate"], ["report"], ["settings"]]
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS, ids=" ".join)
+def test_help_on_every_subcommand(cmd):
+    p = run_cli(*cmd, "--help", check=0)
+    assert p.stdout.startswith("usage: hepnb")
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    for name in ("a", "b"):
+        run_cli("simulate", "atar", "--events", 1500, "--seed", 4, "--out", tmp_path / name, "--rows-per-file", 600, check=0)
+    run_cli("simulate", "atar", "--events", 1500, "--seed", 4, "--out", tmp_path / "c", "--rows-per-file", 1500, check=0)
+    run_cli("simulate", "atar", "--events", 1500, "--seed", 5, "--out", tmp_path / "d", check=0)
+    a, b, c, d = (open_dataset(tmp_path / n, verify=True) for n in "abcd")
+    assert [f["sha256"] for f in a.manifest["files"]] == [f["sha256"] for f in b.manifest["files"]]
+    assert [f["rows"] for f in a.manifest["files"]] == [600, 600, 300]
+    assert a.read().equals(c.read())           # file layout does not change the events
+    assert not a.read().equals(d.read())
+    m = a.manifest
+    assert m["schema"] == {"name": "atar.events", "version": 1} and m["detector"] == "atar" and m["seed"] == 4
+    assert m["producer"]["parameters"]["pileup_rate"] == 0.3 and m["producer"]["parameters"]["n_events"] == 1500
+
+
+def test_simulation_options_reach_the_physics(tmp_path):
+    run_cli("simulate", "atar", "--events", 2000, "--out", tmp_path / "p", "--decay-mix", "physical",
+            "--pileup-rate", 0, "--n-planes", 40, check=0)
+    t = open_dataset(tmp_path / "p").read(["decay_mode", "n_pileup", "hits_plane"])
+    assert t["decay_mode"].to_numpy().sum() <= 2      # physical mix: 1.2e-4 pi->e nu
+    assert t["n_pileup"].to_numpy().max() == 0
+    assert max(max(x) for x in t["hits_plane"].to_pylist() if x) <= 39
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["simulate", "atar", "--events", "abc", "--out", "x"], "--events"),
+    (["simulate", "atar", "--events", "-3", "--out", "x"], "--events"),
+    (["simulate", "atar", "--events", "10", "--out", "x", "--pienu-fraction", "2"], "pienu_fraction"),
+    (["simulate", "atar", "--events", "10", "--out", "x", "--strip-pitch", "0"], "strip_pitch"),
+    (["simulate", "atar", "--events", "10"], "--out"),
+    (["report", "no/such/notebook.ipynb", "--out", "r"], "no/such/notebook.ipynb"),
+])
+def test_bad_cli_values(tmp_path, args, needle):
+    p = run_cli(*args, cwd=tmp_path)
+    assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    run_cli("simulate", "atar", "--events", 100, "--out", tmp_path / "d", check=0)
+    before = (tmp_path / "d" / "manifest.json").read_text()
+    p = run_cli("simulate", "atar", "--events", 50, "--out", tmp_path / "d")
+    assert p.returncode == 2 and "already exists" in p.stderr
+    assert (tmp_path / "d" / "manifest.json").read_text() == before
+    run_cli("simulate", "atar", "--events", 50, "--out", tmp_path / "d", "--overwrite", check=0)
+    assert open_dataset(tmp_path / "d").num_rows == 50
+
+
+@pytest.mark.parametrize("ini,needle", [
+    ("[compute]\nnum_wrkers = 4\n", "[compute] num_wrkers"),
+    ("[compute]\nnum_workers = many\n", "[compute] num_workers"),
+    ("[slurm]\nmem = lots\n", "[slurm] mem"),
+    ("[gpu]\nx = 1\n", "unknown section [gpu]"),
+    ("not an ini file", "not a valid INI file"),
+])
+def test_bad_settings_refused_by_every_command(tmp_path, ini, needle):
+    (tmp_path / "settings.ini").write_text(ini)
+    for cmd in (["settings"], ["simulate", "atar", "--events", "5", "--out", "x"], ["validate", "x"]):
+        p = run_cli(*cmd, cwd=tmp_path)
+        assert p.returncode == 2, p.stderr
+        assert str(tmp_path / "settings.ini") in p.stderr and needle in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_settings_precedence(tmp_path):
+    (tmp_path / "settings.ini").write_text("[compute]\ndevice = cpu\n[slurm]\npartition = short\n")
+    out = run_cli("settings", cwd=tmp_path, check=0).stdout
+    assert "device = cpu" in out and "partition = short" in out and "mem = 8G" in out
+    out = run_cli("settings", cwd=tmp_path, env={"HEPNB_COMPUTE_DEVICE": "cuda:1"}, check=0).stdout
+    assert "device = cuda:1" in out
+    p = run_cli("settings", cwd=tmp_path, env={"HEPNB_COMPUTE_DEVICE": "gpu"})
+    assert p.returncode == 2 and "HEPNB_COMPUTE_DEVICE" in p.stderr
+    other = tmp_path / "other.ini"
+    other.write_text("[slurm]\npartition = long\n")
+    out = run_cli("settings", cwd=tmp_path, env={"HEPNB_SETTINGS": str(other)}, check=0).stdout
+    assert "partition = long" in out and str(other) in out
