@@ -1,0 +1,170 @@
+"""Benchmark of hepnb.loader: events/s and hits/s into model-ready tensors next to a raw pyarrow read of the
+same columns, and peak memory for N and 10 N events. Prints a Markdown table.
+
+    python benchmarks/bench_loader.py                      # defaults: < 2 min on 2 cores
+    python benchmarks/bench_loader.py --events 200000 --mem-events 20000 --workers 0,2,4
+
+Data: the ATAR simulator (`hepnb.detectors.atar.sim.simulate_dataset`) when importable, otherwise the
+loader's generic synthetic generator (`hepnb.loader.synthetic_dataset`); the output says which.
+"""
+from __future__ import annotations
+import argparse, json, os, platform, subprocess, sys, tempfile, textwrap, time
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from hepnb.loader import SYNTHETIC_HIT_FEATURES, LoaderConfig, make_loader, synthetic_dataset
+
+
+def make_data(kind: str, path: Path, n: int, seed: int, rows_per_file: int):
+    "Write `n` events with the chosen generator; return (dataset, config without batching options)."
+    if kind == "atar":
+        from hepnb.detectors.atar.sim import simulate_dataset
+        ds = simulate_dataset(path, n, seed=seed, rows_per_file=rows_per_file)
+        cfg = LoaderConfig(hit_features=["hits_coord", "hits_z", "hits_edep", "hits_strip_type", "hits_time"],
+                           hit_targets=["hits_particle_mask"], event_columns=["pion_stop_x", "pion_stop_y", "pion_stop_z"])
+    else:
+        ds = synthetic_dataset(path, n, seed=seed, mean_hits=50, rows_per_file=rows_per_file, row_group_size=8192)
+        cfg = LoaderConfig(hit_features=SYNTHETIC_HIT_FEATURES, hit_targets=["hits_label"], event_columns=["target_x", "target_y"])
+    return ds, cfg
+
+
+def raw_read(ds, columns, threads: bool, repeats: int) -> float:
+    "Best wall time of reading the columns of every shard into one Arrow table."
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        t = pa.concat_tables([pq.read_table(p, columns=columns, use_threads=threads) for p in ds.files])
+        best = min(best, time.perf_counter() - t0)
+        del t
+    return best
+
+
+def loader_run(ds, cfg, epochs: int = 3):
+    "Time each epoch of make_loader(ds, cfg); returns [(seconds, events, hits)] per epoch."
+    loader = make_loader(ds, cfg)
+    out = []
+    for e in range(epochs):
+        loader.dataset.set_epoch(e)
+        t0 = time.perf_counter(); n = h = 0
+        for b in loader:
+            n += len(b); h += int(b.mask.sum()) if b.mask is not None else int(b.offsets[-1])
+        out.append((time.perf_counter() - t0, n, h))
+    del loader
+    return out
+
+
+MEM_CHILD = textwrap.dedent("""
+    import json, resource, sys
+    import psutil
+    def hwm():
+        # Peak RSS of this process image in bytes: VmHWM (reset by exec). Not ru_maxrss: Linux carries the
+        # forking parent's peak over fork+exec, so a fat parent would hide the child's own peak.
+        try:
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"): return int(line.split()[1]) * 1024
+        except OSError: pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    from hepnb.loader import EventStream, LoaderConfig
+    cfg = LoaderConfig(**json.loads(sys.argv[2]))
+    st = EventStream(sys.argv[1], cfg)
+    proc = psutil.Process()
+    base = top = proc.memory_info().rss
+    n = 0
+    for b in st:
+        n += len(b)
+        top = max(top, proc.memory_info().rss)
+    peak = hwm()
+    print(json.dumps({"events": n, "rss_base": base, "rss_top": top, "peak": peak}))
+""")
+
+
+def mem_run(ds, cfg) -> dict:
+    "Peak RSS of a fresh process iterating the whole dataset in the main process (num_workers=0)."
+    params = {k: v for k, v in vars(replace(cfg, num_workers=0)).items()}
+    out = subprocess.run([sys.executable, "-c", MEM_CHILD, str(ds.path), json.dumps(params)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=50_000, help="events for the throughput runs")
+    ap.add_argument("--mem-events", type=int, default=20_000,
+                    help="N for the memory runs (also 10 N); keep N well above the shuffle buffer")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--workers", default="0,2", help="comma-separated num_workers values")
+    ap.add_argument("--layouts", default="padded,packed")
+    ap.add_argument("--no-shuffle", action="store_true", help="stream in stored order (default: shuffle, buffer 10k)")
+    ap.add_argument("--rows-per-file", type=int, default=20_000)
+    ap.add_argument("--data", choices=["auto", "atar", "synthetic"], default="auto")
+    ap.add_argument("--workdir", default=None, help="where to write the datasets (default: a temporary folder)")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of the raw read (best is shown)")
+    a = ap.parse_args(argv)
+
+    kind = a.data
+    if kind == "auto":
+        try:
+            from hepnb.detectors.atar.sim import simulate_dataset  # noqa: F401
+            kind = "atar"
+        except ImportError:
+            kind = "synthetic"
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_loader_"))
+    t0 = time.perf_counter()
+    big_n = 10 * a.mem_events
+    sizes = {a.mem_events, big_n, a.events}
+    data = {n: make_data(kind, work / f"{kind}-{n}", n, seed=1, rows_per_file=a.rows_per_file) for n in sorted(sizes)}
+    t_gen = time.perf_counter() - t0
+    ds, cfg = data[a.events]
+    cfg = replace(cfg, batch_size=a.batch_size, shuffle=not a.no_shuffle)
+    n_hits_total = None
+
+    rows = []
+    for threads in (True, False):
+        s = raw_read(ds, cfg.columns, threads, a.repeats)
+        rows.append((f"raw pyarrow read_table ({'threads' if threads else '1 thread'})", "-", s, None, a.events))
+    raw_s = rows[0][2]
+    runs = []
+    for layout in a.layouts.split(","):
+        for w in [int(x) for x in a.workers.split(",")]:
+            r = loader_run(ds, replace(cfg, layout=layout, num_workers=w))
+            runs.append((layout, w, r))
+            n_hits_total = r[-1][2]
+    print(f"## hepnb.loader benchmark\n")
+    print(f"- data: **{'ATAR simulator (hepnb.detectors.atar.sim)' if kind == 'atar' else 'synthetic generator (hepnb.loader.synthetic_dataset), ATAR simulator not importable'}**, "
+          f"{a.events} events, {n_hits_total} hits ({n_hits_total / a.events:.1f}/event), {len(ds.files)} shards, "
+          f"columns: {len(cfg.hit_features)} hit features, {len(cfg.hit_targets)} hit target, {len(cfg.event_columns)} event columns")
+    print(f"- loader: batch {cfg.batch_size}, shuffle {'on (buffer ' + str(cfg.shuffle_buffer) + ' events)' if cfg.shuffle else 'off'}, "
+          f"workers use `{cfg.multiprocessing_context or 'forkserver'}`; the best of epochs 2-3 is timed (persistent workers already up), epoch 1 includes worker start-up; raw reads: best of --repeats")
+    print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, "
+          f"pyarrow {pa.__version__}; generation took {t_gen:.1f} s\n")
+    print("| reader | layout | workers | epoch 1 s | steady epoch s | events/s | hits/s | events/s vs raw read (threads) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, _, s, _, n in rows:
+        print(f"| {name} | - | - | - | {s:.3f} | {n / s:,.0f} | {n_hits_total / s:,.0f} | {raw_s / s:.2f} |")
+    for layout, w, r in runs:
+        (s1, _, _), (s2, n, h) = r[0], min(r[1:])          # steady state: the best later epoch
+        print(f"| hepnb.loader make_loader | {layout} | {w} | {s1:.3f} | {s2:.3f} | {n / s2:,.0f} | {h / s2:,.0f} | {raw_s / s2:.2f} |")
+
+    mem = {}
+    for label, n in (("N", a.mem_events), ("10 N", big_n)):
+        d, _ = data[n]
+        mem[label] = (n, mem_run(d, replace(cfg, layout="padded")))
+    print(f"\nPeak memory (padded, shuffle {'on' if cfg.shuffle else 'off'}, one process, num_workers=0; each worker "
+          f"process has the same bound):\n")
+    print("| events | peak RSS MiB (VmHWM) | RSS before iterating MiB | largest RSS while iterating MiB | added by iterating MiB |")
+    print("|---|---|---|---|---|")
+    for label, (n, m) in mem.items():
+        mb = lambda x: x / 2**20
+        print(f"| {label} = {n} | {mb(m['peak']):.0f} | {mb(m['rss_base']):.0f} | {mb(m['rss_top']):.0f} | {mb(m['rss_top'] - m['rss_base']):.0f} |")
+    r_peak = mem["10 N"][1]["peak"] / mem["N"][1]["peak"]
+    r_loop = (mem["10 N"][1]["rss_top"] - mem["10 N"][1]["rss_base"]) / max(mem["N"][1]["rss_top"] - mem["N"][1]["rss_base"], 1)
+    print(f"\nRatio 10 N / N: peak RSS {r_peak:.3f}, RSS added by iterating {r_loop:.3f}.")
+    print(f"\nTotal benchmark time {time.perf_counter() - t0:.0f} s; datasets in {work}")
+
+
+if __name__ == "__main__":
+    main()
