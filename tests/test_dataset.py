@@ -78,11 +78,21 @@ def test_changed_shard_fails_checksum(small_atar, tmp_path):
         validate_dataset(d)
 
 
-def test_duplicate_event_ids_across_shards(tmp_path):
+def test_duplicate_event_ids_across_shards(tmp_path, small_atar):
     t = simulate(200, seed=1)
-    with pytest.raises(HepnbError, match=r"duplicate event_id across shards"):
-        ds = write_dataset(tmp_path / "dup", [t, t], schema=EVENTS, rows_per_file=200)
-        validate_dataset(ds.path)
+    with pytest.raises(HepnbError, match=r"duplicate event_id values across written tables, e.g. \[0, 1, 2\]"):
+        write_dataset(tmp_path / "dup", [t, t], schema=EVENTS, rows_per_file=200)
+    assert not (tmp_path / "dup").exists()
+    # a dataset whose shards were assembled by hand is caught by validation
+    import shutil
+    d = tmp_path / "hand"
+    shutil.copytree(small_atar.path, d)
+    m = json.loads((d / "manifest.json").read_text())
+    shutil.copy(d / "part-00000.parquet", d / "part-00001.parquet")
+    m["files"][1]["sha256"] = m["files"][0]["sha256"]
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(HepnbError, match="duplicate event_id across shards"):
+        validate_dataset(d)
 
 
 @pytest.mark.parametrize("mutate,needle", [
