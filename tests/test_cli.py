@@ -92,3 +92,28 @@ def test_settings_precedence(tmp_path):
     other.write_text("[slurm]\npartition = long\n")
     out = run_cli("settings", cwd=tmp_path, env={"HEPNB_SETTINGS": str(other)}, check=0).stdout
     assert "partition = long" in out and str(other) in out
+
+
+def test_convert_ingest_validate_round_trip_through_the_cli(tmp_path, small_atar):
+    root = tmp_path / "atar.root"
+    run_cli("convert", small_atar.path, "--to", "root", root, check=0)
+    assert "rows" in run_cli("validate", root, check=0).stdout
+    run_cli("ingest", root, "--out", tmp_path / "back", check=0)
+    back = open_dataset(tmp_path / "back", verify=True)
+    assert back.read().equals(small_atar.read()) and back.manifest["schema"]["name"] == "atar.events"
+    out = run_cli("validate", tmp_path / "back", check=0).stdout
+    assert "3000" in out
+    pq.write_table(small_atar.read().slice(0, 10), tmp_path / "one.parquet")
+    assert run_cli("validate", tmp_path / "one.parquet", check=0).returncode == 0
+
+
+def test_validate_names_the_damage(tmp_path, small_atar):
+    import shutil
+    d = tmp_path / "d"
+    shutil.copytree(small_atar.path, d)
+    (d / "part-00001.parquet").write_bytes(b"PAR1 truncated")
+    p = run_cli("validate", d)
+    assert p.returncode == 2 and "part-00001.parquet" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "x.root").write_bytes(b"root" + b"\0" * 100)
+    p = run_cli("validate", tmp_path / "x.root")
+    assert p.returncode == 2 and "x.root" in p.stderr and "Traceback" not in p.stderr
