@@ -117,3 +117,26 @@ def test_validate_names_the_damage(tmp_path, small_atar):
     (tmp_path / "x.root").write_bytes(b"root" + b"\0" * 100)
     p = run_cli("validate", tmp_path / "x.root")
     assert p.returncode == 2 and "x.root" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_train_then_predict_ml_and_classical(tmp_path):
+    ds = tmp_path / "ds"
+    run_cli("simulate", "atar", "--events", 800, "--seed", 3, "--out", ds, "--rows-per-file", 400, check=0)
+    p = run_cli("train", "atar", "event", "--dataset", ds, "--run-dir", tmp_path / "run", "--epochs", 1,
+                "--d-model", 16, "--n-heads", 2, "--n-layers", 1, "--batch-size", 32, "--device", "cpu",
+                "--num-workers", 0, check=0)
+    assert "val/loss=" in p.stdout
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file() and (tmp_path / "run" / "metrics.parquet").is_file()
+    run_cli("predict", "atar", "atar.event_classifier", "--dataset", ds, "--out", tmp_path / "ml", "--run-dir",
+            tmp_path / "run", check=0)
+    ml = open_dataset(tmp_path / "ml")
+    assert ml.manifest["producer"]["kind"] == "ml" and ml.num_rows == 800
+    # the classical event classifier needs the pion stop: refused without it, fine with it
+    p = run_cli("predict", "atar", "atar.event_classifier", "--dataset", ds, "--out", tmp_path / "c", "--classical")
+    assert p.returncode == 2 and "needs the predictions of stage atar.pion_stop" in p.stderr
+    p = run_cli("predict", "atar", "atar.pion_stop", "--dataset", ds, "--out", tmp_path / "ml2", "--run-dir", tmp_path / "run")
+    assert p.returncode == 2 and "holds a model for stage atar.event_classifier" in p.stderr
+    run_cli("predict", "atar", "atar.pion_stop", "--dataset", ds, "--out", tmp_path / "ps", "--classical", "--use-truth", check=0)
+    run_cli("predict", "atar", "atar.event_classifier", "--dataset", ds, "--out", tmp_path / "c", "--classical",
+            "--upstream", f"atar.pion_stop={tmp_path / 'ps'}", check=0)
+    assert open_dataset(tmp_path / "ps").manifest["producer"]["truth_inputs"] == ["atar.group_classifier"]
