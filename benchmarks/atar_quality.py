@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema-decay", type=float, default=0.99)
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--n-layers", type=int, default=3)
     ap.add_argument("--device", default="auto")
@@ -59,7 +60,7 @@ def main():
         if run.exists():
             import shutil; shutil.rmtree(run)
         t0 = time.time()
-        tc = TrainConfig(epochs=a.epochs, lr=a.lr, warmup_steps=100, ema_decay=0.999, grad_clip=1.0, device=a.device,
+        tc = TrainConfig(epochs=a.epochs, lr=a.lr, warmup_steps=100, ema_decay=a.ema_decay, grad_clip=1.0, device=a.device,
                          log_every=100, seed=0)
         train_task(task, train, run, model=AtarModelConfig(task=task, d_model=a.d_model, n_layers=a.n_layers),
                    train=tc, batch_size=a.batch_size)

@@ -79,6 +79,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'hepnb/detectors/atar/models.py'),
                                              'hepnb.detectors.atar.models.AtarModel.__init__': ( 'atar_models.html#atarmodel.__init__',
                                                                                                  'hepnb/detectors/atar/models.py'),
+                                             'hepnb.detectors.atar.models.AtarModel._pointed': ( 'atar_models.html#atarmodel._pointed',
+                                                                                                 'hepnb/detectors/atar/models.py'),
                                              'hepnb.detectors.atar.models.AtarModel.dense': ( 'atar_models.html#atarmodel.dense',
                                                                                               'hepnb/detectors/atar/models.py'),
                                              'hepnb.detectors.atar.models.AtarModel.forward': ( 'atar_models.html#atarmodel.forward',
