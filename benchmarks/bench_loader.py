@@ -2,7 +2,7 @@
 same columns, and peak memory for N and 10 N events. Prints a Markdown table.
 
     python benchmarks/bench_loader.py                      # defaults: < 2 min on 2 cores
-    python benchmarks/bench_loader.py --events 200000 --mem-events 20000 --workers 0,2,4
+    python benchmarks/bench_loader.py --events 200000 --mem-events 20000 --workers 0,2,4 --shuffle on
 
 Data: the ATAR simulator (`hepnb.detectors.atar.sim.simulate_dataset`) when importable, otherwise the
 loader's generic synthetic generator (`hepnb.loader.synthetic_dataset`); the output says which.
@@ -98,7 +98,8 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--workers", default="0,2", help="comma-separated num_workers values")
     ap.add_argument("--layouts", default="padded,packed")
-    ap.add_argument("--no-shuffle", action="store_true", help="stream in stored order (default: shuffle, buffer 10k)")
+    ap.add_argument("--shuffle", default="on,off", help="comma-separated: on (buffer of 10k events), off (stored order)")
+    ap.add_argument("--no-shuffle", action="store_true", help="same as --shuffle off")
     ap.add_argument("--rows-per-file", type=int, default=20_000)
     ap.add_argument("--data", choices=["auto", "atar", "synthetic"], default="auto")
     ap.add_argument("--workdir", default=None, help="where to write the datasets (default: a temporary folder)")
@@ -119,7 +120,8 @@ def main(argv=None):
     data = {n: make_data(kind, work / f"{kind}-{n}", n, seed=1, rows_per_file=a.rows_per_file) for n in sorted(sizes)}
     t_gen = time.perf_counter() - t0
     ds, cfg = data[a.events]
-    cfg = replace(cfg, batch_size=a.batch_size, shuffle=not a.no_shuffle)
+    cfg = replace(cfg, batch_size=a.batch_size)
+    shuffles = [False] if a.no_shuffle else [{"on": True, "off": False}[x] for x in a.shuffle.split(",")]
     n_hits_total = None
 
     rows = []
@@ -128,41 +130,44 @@ def main(argv=None):
         rows.append((f"raw pyarrow read_table ({'threads' if threads else '1 thread'})", "-", s, None, a.events))
     raw_s = rows[0][2]
     runs = []
-    for layout in a.layouts.split(","):
-        for w in [int(x) for x in a.workers.split(",")]:
-            r = loader_run(ds, replace(cfg, layout=layout, num_workers=w))
-            runs.append((layout, w, r))
-            n_hits_total = r[-1][2]
+    for shuffle in shuffles:
+        for layout in a.layouts.split(","):
+            for w in [int(x) for x in a.workers.split(",")]:
+                r = loader_run(ds, replace(cfg, layout=layout, num_workers=w, shuffle=shuffle))
+                runs.append((shuffle, layout, w, r))
+                n_hits_total = r[-1][2]
     print(f"## hepnb.loader benchmark\n")
     print(f"- data: **{'ATAR simulator (hepnb.detectors.atar.sim)' if kind == 'atar' else 'synthetic generator (hepnb.loader.synthetic_dataset), ATAR simulator not importable'}**, "
           f"{a.events} events, {n_hits_total} hits ({n_hits_total / a.events:.1f}/event), {len(ds.files)} shards, "
           f"columns: {len(cfg.hit_features)} hit features, {len(cfg.hit_targets)} hit target, {len(cfg.event_columns)} event columns")
-    print(f"- loader: batch {cfg.batch_size}, shuffle {'on (buffer ' + str(cfg.shuffle_buffer) + ' events)' if cfg.shuffle else 'off'}, "
+    print(f"- loader: batch {cfg.batch_size}, shuffle on = buffer of {cfg.shuffle_buffer} events, off = stored order; "
           f"workers use `{cfg.multiprocessing_context or 'forkserver'}`; the best of epochs 2-3 is timed (persistent workers already up), epoch 1 includes worker start-up; raw reads: best of --repeats")
     print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, "
           f"pyarrow {pa.__version__}; generation took {t_gen:.1f} s\n")
-    print("| reader | layout | workers | epoch 1 s | steady epoch s | events/s | hits/s | events/s vs raw read (threads) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| reader | shuffle | layout | workers | epoch 1 s | steady epoch s | events/s | hits/s | events/s vs raw read (threads) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, _, s, _, n in rows:
-        print(f"| {name} | - | - | - | {s:.3f} | {n / s:,.0f} | {n_hits_total / s:,.0f} | {raw_s / s:.2f} |")
-    for layout, w, r in runs:
+        print(f"| {name} | - | - | - | - | {s:.3f} | {n / s:,.0f} | {n_hits_total / s:,.0f} | {raw_s / s:.2f} |")
+    for shuffle, layout, w, r in runs:
         (s1, _, _), (s2, n, h) = r[0], min(r[1:])          # steady state: the best later epoch
-        print(f"| hepnb.loader make_loader | {layout} | {w} | {s1:.3f} | {s2:.3f} | {n / s2:,.0f} | {h / s2:,.0f} | {raw_s / s2:.2f} |")
+        print(f"| hepnb.loader make_loader | {'on' if shuffle else 'off'} | {layout} | {w} | {s1:.3f} | {s2:.3f} | {n / s2:,.0f} | {h / s2:,.0f} | {raw_s / s2:.2f} |")
 
-    mem = {}
-    for label, n in (("N", a.mem_events), ("10 N", big_n)):
-        d, _ = data[n]
-        mem[label] = (n, mem_run(d, replace(cfg, layout="padded")))
-    print(f"\nPeak memory (padded, shuffle {'on' if cfg.shuffle else 'off'}, one process, num_workers=0; each worker "
-          f"process has the same bound):\n")
-    print("| events | peak RSS MiB (VmHWM) | RSS before iterating MiB | largest RSS while iterating MiB | added by iterating MiB |")
-    print("|---|---|---|---|---|")
-    for label, (n, m) in mem.items():
-        mb = lambda x: x / 2**20
-        print(f"| {label} = {n} | {mb(m['peak']):.0f} | {mb(m['rss_base']):.0f} | {mb(m['rss_top']):.0f} | {mb(m['rss_top'] - m['rss_base']):.0f} |")
-    r_peak = mem["10 N"][1]["peak"] / mem["N"][1]["peak"]
-    r_loop = (mem["10 N"][1]["rss_top"] - mem["10 N"][1]["rss_base"]) / max(mem["N"][1]["rss_top"] - mem["N"][1]["rss_base"], 1)
-    print(f"\nRatio 10 N / N: peak RSS {r_peak:.3f}, RSS added by iterating {r_loop:.3f}.")
+    print(f"\nPeak memory (padded, one process, num_workers=0; each worker process has the same bound):\n")
+    print("| shuffle | events | peak RSS MiB (VmHWM) | RSS before iterating MiB | largest RSS while iterating MiB | added by iterating MiB |")
+    print("|---|---|---|---|---|---|")
+    ratios = []
+    for shuffle in shuffles:
+        mem = {}
+        for label, n in (("N", a.mem_events), ("10 N", big_n)):
+            d, _ = data[n]
+            mem[label] = (n, mem_run(d, replace(cfg, layout="padded", shuffle=shuffle)))
+        for label, (n, m) in mem.items():
+            mb = lambda x: x / 2**20
+            print(f"| {'on' if shuffle else 'off'} | {label} = {n} | {mb(m['peak']):.0f} | {mb(m['rss_base']):.0f} | {mb(m['rss_top']):.0f} | {mb(m['rss_top'] - m['rss_base']):.0f} |")
+        r_peak = mem["10 N"][1]["peak"] / mem["N"][1]["peak"]
+        r_loop = (mem["10 N"][1]["rss_top"] - mem["10 N"][1]["rss_base"]) / max(mem["N"][1]["rss_top"] - mem["N"][1]["rss_base"], 1)
+        ratios.append(f"shuffle {'on' if shuffle else 'off'}: peak RSS {r_peak:.3f}, RSS added by iterating {r_loop:.3f}")
+    print(f"\nRatio 10 N / N: {'; '.join(ratios)}.")
     print(f"\nTotal benchmark time {time.perf_counter() - t0:.0f} s; datasets in {work}")
 
 

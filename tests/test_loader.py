@@ -323,3 +323,67 @@ def test_peak_memory_does_not_grow_with_dataset_size(tmp_path):
     assert ratio <= 1.15, res
     # 10x the events (~90 MB of hits on disk for 10N) may not cost more than 32 MiB extra while iterating
     assert loop["10N"] <= loop["N"] + 32 * 2**20, (loop, res)
+
+
+def _reference_shuffle(ds, cfg, epoch):
+    "The documented shuffle on event ids alone: pool = buffer + chunk, permuted; the surplus leaves, the rest stays."
+    import pyarrow.parquet as pq
+    st = EventStream(ds, cfg)
+    rng = np.random.default_rng([cfg.seed, epoch, cfg.rank, 0, 1])
+    pool, out = np.zeros(0, np.int64), []
+    for fi, g, _, _ in st._my_units(epoch, 0, 1):
+        ids = pq.ParquetFile(ds.files[fi]).read_row_group(g, columns=["event_id"]).column(0).to_numpy()
+        for s in range(0, len(ids), cfg.read_rows):
+            pool = np.concatenate([pool, ids[s:s + cfg.read_rows]])
+            if len(pool) > cfg.shuffle_buffer:
+                perm = rng.permutation(len(pool))
+                out.append(pool[perm[:len(pool) - cfg.shuffle_buffer]]); pool = pool[perm[len(pool) - cfg.shuffle_buffer:]]
+    if len(pool): out.append(pool[rng.permutation(len(pool))])
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("buffer, read_rows", [(400, 8192), (1000, 100), (0, 8192)])
+def test_shuffle_order_is_the_documented_buffer(ds, buffer, read_rows):
+    "Shuffling moves indices, not data: the order is exactly the buffer algorithm's on event ids, for any batch size."
+    for bs in (64, 1000):
+        cfg = replace(CFG, shuffle=True, shuffle_buffer=buffer, read_rows=read_rows, batch_size=bs, layout="packed", seed=4)
+        st = EventStream(ds, cfg)
+        st.set_epoch(1)
+        got = ids_of(st)
+        assert np.array_equal(got, _reference_shuffle(ds, cfg, 1))
+
+
+def test_concurrent_iterators_and_early_stop(ds, ref):
+    "Two live iterators of one stream do not share buffers; an abandoned iterator stops its reading thread."
+    import gc, threading
+    st = EventStream(ds, replace(CFG, shuffle=True, shuffle_buffer=400, layout="packed", batch_size=64))
+    a = list(st)
+    b1, b2 = [], []
+    for x, y in zip(iter(st), iter(st)): b1.append(x); b2.append(y)
+    pos = by_id(ref)
+    for bs in (b1, b2):
+        assert np.array_equal(ids_of(bs), ids_of(a))
+        for b in bs[::7]:
+            assert b.x[:, 2].tolist() == pytest.approx([v for e in b.event_id.tolist() for v in ref["hits_e"][pos[e]]])
+    threads = threading.active_count()
+    it = iter(st); next(it); it.close()
+    it = iter(st); next(it); del it; gc.collect()
+    assert threading.active_count() == threads
+
+
+def test_collate_integer_and_boolean_hit_columns():
+    "Narrow, unsigned and boolean hit columns: targets int64 / bool with -100 / False padding, features as floats."
+    tab = pa.table({"event_id": pa.array([1, 2], pa.int64()),
+                    "a": pa.array([[1.5, 2.5], [3.5]], pa.list_(pa.float32())),
+                    "u": pa.array([[200, 1], [7]], pa.list_(pa.uint8())),
+                    "i": pa.array([[-5, 300], [2]], pa.list_(pa.int16())),
+                    "b": pa.array([[True, False], [True]], pa.list_(pa.bool_()))})
+    cfg = LoaderConfig(hit_features=["a", "u", "b"], hit_targets=["u", "i", "b"])
+    p = L.collate(tab, cfg)
+    assert p.x.dtype == torch.float32 and p.x.tolist() == [[[1.5, 200, 1], [2.5, 1, 0]], [[3.5, 7, 1], [0, 0, 0]]]
+    assert p.hit_targets["u"].dtype == torch.int64 and p.hit_targets["u"].tolist() == [[200, 1], [7, -100]]
+    assert p.hit_targets["i"].dtype == torch.int64 and p.hit_targets["i"].tolist() == [[-5, 300], [2, -100]]
+    assert p.hit_targets["b"].dtype == torch.bool and p.hit_targets["b"].tolist() == [[True, False], [True, False]]
+    k = L.collate(tab, replace(cfg, layout="packed"))
+    assert k.hit_targets["u"].tolist() == [200, 1, 7] and k.hit_targets["i"].tolist() == [-5, 300, 2]
+    assert k.x[:, 1].tolist() == [200, 1, 7] and k.offsets.tolist() == [0, 2, 3]
