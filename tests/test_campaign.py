@@ -1,0 +1,207 @@
+"""Campaigns: spec checks, the local executor (failures, timeouts, dead kernels, a dead controller, reruns),
+the index (escaped, offline in Chromium), the Optuna search mode, and the CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import HEPNB, ROOT, chromium_path, run_cli
+from hepnb import campaign as C
+from hepnb.core import HepnbError
+
+TOY = '''
+from pathlib import Path
+import os, time
+from hepnb.campaign import record_metrics
+if mode == "fail" and not Path(flag).exists(): raise ValueError(f"refused {label}")
+if mode == "sleep": time.sleep(seconds)
+if mode == "die": os.kill(os.getpid(), 9)
+record_metrics(run_dir, loss=(x - 3.0) ** 2, x=x)
+'''
+
+
+def toy_notebook(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    p = nbformat.v4.new_code_cell("x = 1.0\nmode = 'ok'\nflag = ''\nlabel = ''\nseconds = 0\nrun_dir = ''")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(TOY)]
+    path = folder / "toy.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def write_spec(folder: Path, body: str) -> Path:
+    toy_notebook(folder)
+    spec = folder / "spec.yaml"
+    spec.write_text(body)
+    return spec
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    "Runs and reports go under tmp_path (through the settings' environment variables, as a user would)."
+    monkeypatch.setenv("HEPNB_PATHS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("HEPNB_PATHS_REPORTS", str(tmp_path / "reports"))
+    return tmp_path
+
+
+def statuses(root):
+    return {r["run"]: r["status"] for r in C.campaign_status(root)}
+
+
+SCAN = """campaign: scan
+parameters: {{flag: '{tmp}/fixed', label: '<script>alert(1)</script>'}}
+stages:
+  - name: a
+    notebook: toy.ipynb
+    zip: {{x: [1.0, 2.0, 4.0], mode: [ok, fail, ok]}}
+    run_name: "a-{{x}}"
+  - name: b
+    notebook: toy.ipynb
+    after: [a]
+    parameters: {{x: 3.0, label: "{{runs}}/a-1.0"}}
+"""
+
+
+def test_local_campaign_failure_rerun_and_index(env):
+    spec = write_spec(env, SCAN.format(tmp=env))
+    p = run_cli("campaign", "run", spec, env={k: os.environ[k] for k in ("HEPNB_PATHS_RUNS", "HEPNB_PATHS_REPORTS")})
+    assert p.returncode == 1, p.stderr          # a failed run makes the command fail, after the others ran
+    root = env / "runs" / "scan"
+    assert statuses(root) == {"a-1.0": "succeeded", "a-2.0": "failed", "a-4.0": "succeeded", "b": "blocked"}
+    m = C.read_manifest(root / "a-2.0")
+    assert m["error"].startswith("ValueError: refused <script>") and "raise ValueError" in m["cell"]["source"]
+    assert m["attempts"] == 1 and m["host"] and m["start"] <= m["end"]
+    assert (root / "a-2.0" / "report.html").is_file() and (root / "a-2.0" / "toy.ipynb").is_file()
+    ok = C.read_manifest(root / "a-4.0")
+    assert ok["metrics"] == {"loss": 1.0, "x": 4.0} and ok["parameters"]["run_dir"] == str(root / "a-4.0")
+    assert "blocked" in p.stdout and "a-2.0" in C.read_manifest(root / "b")["error"]
+    # the chained path reached the downstream notebook
+    assert json.loads((root / "b" / "run.json").read_text())["parameters"]["label"] == f"{root}/a-1.0"
+    index = (env / "reports" / "scan" / "index.html").read_text()
+    assert "<script>alert(1)" not in index and "&lt;script&gt;alert(1)" in index
+    assert index.count("Plotly.newPlot") >= 1 and 'href="runs/a-2.0.html"' in index
+
+    started = {r: C.read_manifest(root / r)["start"] for r in ("a-1.0", "a-4.0")}
+    (env / "fixed").touch()
+    p = run_cli("campaign", "rerun", root, env={k: os.environ[k] for k in ("HEPNB_PATHS_RUNS", "HEPNB_PATHS_REPORTS")})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "2 of 4 run(s) to execute" in p.stdout
+    assert set(statuses(root).values()) == {"succeeded"}
+    assert {r: C.read_manifest(root / r)["start"] for r in started} == started    # succeeded runs were not redone
+    assert C.read_manifest(root / "b")["metrics"]["loss"] == 0.0
+
+
+def test_timeout_and_dead_kernel_are_classified(env):
+    spec = write_spec(env, """campaign: bad
+stages:
+  - {name: s, notebook: toy.ipynb, timeout: 15, points: [{mode: sleep, seconds: 120}, {mode: die}, {mode: ok}],
+     run_name: "s-{mode}"}
+""")
+    t0 = time.monotonic()
+    c = C.run_campaign(spec, show=False)
+    assert time.monotonic() - t0 < 60
+    assert statuses(c.root) == {"s-sleep": "timeout", "s-die": "killed", "s-ok": "succeeded"}
+    assert "timeout of 15 s" in C.read_manifest(c.root / "s-sleep")["error"]
+    assert "kernel died" in C.read_manifest(c.root / "s-die")["error"]
+    assert (c.root / "s-sleep" / "report.html").is_file()      # partial report of the stopped run
+    ps = subprocess.run(["pgrep", "-f", str(c.root / "s-sleep")], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""                              # the worker and its kernel are gone
+
+
+def test_retries(env):
+    spec = write_spec(env, "campaign: r\nretries: 2\nstages: [{name: s, notebook: toy.ipynb, parameters: {mode: fail, label: x, flag: /nonexistent/flag}}]\n")
+    c = C.run_campaign(spec, show=False)
+    m = C.read_manifest(c.root / "s")
+    assert m["status"] == "failed" and m["attempts"] == 3
+
+
+def test_campaign_survives_its_controller(env):
+    "The controlling process is killed mid-campaign; running the campaign again finishes it without redoing runs."
+    spec = write_spec(env, """campaign: ctl
+max_parallel: 1
+stages:
+  - {name: s, notebook: toy.ipynb, grid: {x: [1.0, 2.0, 3.0]}, parameters: {mode: sleep, seconds: 3}, run_name: "s-{x}"}
+""")
+    ctl = subprocess.Popen([HEPNB, "campaign", "run", str(spec)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    root = env / "runs" / "ctl"
+    deadline = time.monotonic() + 60
+    while C.read_manifest(root / "s-1.0").get("status") != "running":
+        assert time.monotonic() < deadline and ctl.poll() is None
+        time.sleep(0.2)
+    ctl.send_signal(signal.SIGKILL); ctl.wait()
+    orphan = C.read_manifest(root / "s-1.0")
+    p = run_cli("campaign", "run", spec, env={k: os.environ[k] for k in ("HEPNB_PATHS_RUNS", "HEPNB_PATHS_REPORTS")})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert set(statuses(root).values()) == {"succeeded"}
+    m = C.read_manifest(root / "s-1.0")
+    assert m["start"] == orphan["start"] and m["pid"] == orphan["pid"]   # the orphaned worker finished its run
+
+
+def test_spec_errors_through_the_cli(env):
+    spec = write_spec(env, "campaign: c\nstages: [{name: a, notebook: toy.ipynb, grid: {x: 3}}]\n")
+    p = run_cli("campaign", "run", spec)
+    assert p.returncode == 2 and "stages[0].grid.x" in p.stderr and "expected a non-empty list" in p.stderr
+    assert "Traceback" not in p.stderr
+    p = run_cli("campaign", "status", env / "nowhere")
+    assert p.returncode == 2 and "campaign spec not found" in p.stderr
+
+
+def test_optuna_search(env):
+    spec = write_spec(env, """campaign: tune
+stages:
+  - name: t
+    notebook: toy.ipynb
+    search: {metric: loss, direction: minimize, n_trials: 6, parallel: 2, seed: 1, space: {x: {float: [0.0, 6.0]}}}
+""")
+    c = C.run_campaign(spec, show=False)
+    rows = C.campaign_status(c.root)
+    assert [r["run"] for r in rows] == [f"t-t{i:03d}" for i in range(6)]
+    assert all(r["status"] == "succeeded" for r in rows)
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    study = optuna.load_study(study_name="tune:t", storage=JournalStorage(JournalFileBackend(str(c.root / "optuna-t.journal"))))
+    assert len(study.trials) == 6 and study.best_value == min(r["metrics"]["loss"] for r in rows)
+    # the same campaign again: the study is complete, nothing reruns
+    C.run_campaign(spec, show=False)
+    assert len(C.campaign_status(c.root)) == 6
+    # another search under the same campaign folder is refused, not silently mixed in
+    spec.write_text(spec.read_text().replace("n_trials: 6", "n_trials: 7"))
+    with pytest.raises(HepnbError, match="different search"):
+        C.run_campaign(spec, show=False)
+
+
+def test_index_renders_offline_in_chromium(env):
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
+    spec = write_spec(env, "campaign: plots\nstages: [{name: s, notebook: toy.ipynb, grid: {x: [1.0, 2.0, 5.0]}}]\n")
+    c = C.run_campaign(spec, show=False)
+    from playwright.sync_api import sync_playwright
+    from test_reports import CHROMIUM_ARGS
+    external, errors = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.route("**/*", lambda r: (external.append(r.request.url), r.abort())
+                   if not r.request.url.startswith(("file:", "data:", "blob:")) else r.continue_())
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((c.reports / "index.html").as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2", timeout=30_000)
+        points = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.querySelectorAll('.scatterlayer .point').length)")
+        rows = page.locator("table tr").count()
+        page.click("text=s-001")                                  # the run's own report opens, offline too
+        page.wait_for_load_state()
+        run_page = page.url
+        browser.close()
+    assert external == [] and errors == []
+    assert points and min(points) == 3 and rows == 4
+    assert run_page.endswith("runs/s-001.html")
