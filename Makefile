@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_EVENTS ?= 20000
 LAB_PORT ?= 8888
 
 .PHONY: install demo test pytest nbtest check-sync lab bench clean
@@ -17,11 +16,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-## The main job on the embedded default data: simulate, then the exploration report.
+## The main job on the embedded default data: the quickstart campaign (simulate -> explore, train the ATAR
+## stages briefly on CPU -> evaluate ML against the classical baselines) and its index.
 demo: install
-	$(BIN)/hepnb simulate atar --events $(DEMO_EVENTS) --seed 42 --out data/demo/atar --overwrite
-	$(BIN)/hepnb report nbs/stages/explore_atar.ipynb --out reports/demo/explore --hide-code -p dataset data/demo/atar
-	@echo "open reports/demo/explore/index.html"
+	$(BIN)/hepnb campaign run campaigns/quickstart.yaml
+	@echo "open reports/quickstart/index.html"
 
 ## All tests: notebooks in sync and clean, notebook tests, pytest.
 test: install check-sync nbtest pytest
@@ -48,4 +47,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_loader.py
 
 clean:
-	rm -rf data/demo reports/demo .pytest_cache
+	rm -rf runs/quickstart reports/quickstart .pytest_cache

@@ -29,3 +29,20 @@ def small_atar(tmp_path_factory):
 
 def chromium_path():
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node SLURM cluster on localhost (tests/slurm_cluster.py), shared by the tests of a session.
+    SLURM_CONF points at it while it runs. Skipped when SLURM is not installed, except on CI (CI=true)."""
+    from slurm_cluster import LocalSlurm, available
+    ok, why = available()
+    if not ok:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{why} (CI=true: .ci/run installs it)")
+        pytest.skip(why)
+    cluster = LocalSlurm().start(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

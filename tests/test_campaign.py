@@ -205,3 +205,56 @@ def test_index_renders_offline_in_chromium(env):
     assert external == [] and errors == []
     assert points and min(points) == 3 and rows == 4
     assert run_page.endswith("runs/s-001.html")
+
+
+def wait_for(cond, timeout=120, poll=0.5, what="condition"):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(poll)
+
+
+def test_slurm_campaign_array_failure_and_rerun(slurm, env):
+    "A job array on a real SLURM cluster: one run fails on purpose, the dependent stage is blocked; rerun fixes both."
+    spec = write_spec(env, SCAN.format(tmp=env).replace("campaign: scan", "campaign: scan\nexecutor: slurm\nresources: {cpus: 1, mem: 100M}"))
+    p = run_cli("campaign", "submit", spec)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "submitted job array(s)" in p.stdout
+    root = env / "runs" / "scan"
+    wait_for(lambda: not any(r["status"] in C.ACTIVE for r in C.campaign_status(root)), what="the job arrays")
+    assert statuses(root) == {"a-1.0": "succeeded", "a-2.0": "failed", "a-4.0": "succeeded", "b": "blocked"}
+    ms = {r: C.read_manifest(root / r) for r in ("a-1.0", "a-2.0", "a-4.0", "b")}
+    array = ms["a-1.0"]["job_id"].split("_")[0]
+    assert [ms[r]["job_id"] for r in ("a-1.0", "a-2.0", "a-4.0")] == [f"{array}_{i}" for i in range(3)]
+    assert ms["b"]["job_id"].split("_")[0] != array
+    assert "refused" in ms["a-2.0"]["error"] and (root / "a-2.0" / "report.html").is_file()
+    assert ms["a-4.0"]["metrics"]["loss"] == 1.0
+    log = Path(ms["a-2.0"]["log"]).read_text()
+    assert f"job {array}_1" in log and "a-2.0" in log                # the SLURM log of the array task is kept
+    states = slurm.wait_job(array, timeout=10)
+    assert states[1] == ("FAILED", "1:0") and states[0] == ("COMPLETED", "0:0")   # the worker's exit code reaches SLURM
+
+    (env / "fixed").touch()
+    p = run_cli("campaign", "rerun", root)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert set(statuses(root).values()) == {"succeeded"}
+    assert C.read_manifest(root / "a-1.0")["job_id"] == f"{array}_0"           # not resubmitted
+    assert C.read_manifest(root / "a-2.0")["job_id"].split("_")[0] not in (array,)
+    assert (env / "reports" / "scan" / "index.html").is_file()
+
+
+def test_slurm_cancel(slurm, env):
+    spec = write_spec(env, """campaign: long
+executor: slurm
+resources: {cpus: 1, mem: 100M}
+stages: [{name: s, notebook: toy.ipynb, parameters: {mode: sleep, seconds: 300}}]
+""")
+    assert run_cli("campaign", "submit", spec).returncode == 0
+    root = env / "runs" / "long"
+    wait_for(lambda: C.read_manifest(root / "s").get("status") == "running", what="the run to start")
+    p = run_cli("campaign", "cancel", root)
+    assert p.returncode == 0 and "cancelled 1 run(s)" in p.stdout
+    job = C.read_manifest(root / "s")["job_id"].split("_")[0]
+    states = slurm.wait_job(job, timeout=30)
+    assert states[0][0] == "CANCELLED"
+    assert statuses(root) == {"s": "cancelled"}
