@@ -24,6 +24,7 @@ def export_html(nb_path: str | os.PathLike, html_path: str | os.PathLike | None 
     nb_path = Path(nb_path)
     html_path = Path(html_path) if html_path else nb_path.with_suffix(".html")
     nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata.pop("widgets", None)      # live widgets cannot run in a static page (see above)
     # require.js and MathJax come from a CDN in nbconvert's template; reports need neither (plotly.js and
     # BokehJS are embedded), so they are left out and the page makes no external request.
     exporter = HTMLExporter(template_name="lab", exclude_input=not show_code, exclude_input_prompt=not show_code,
@@ -49,7 +50,7 @@ def run_notebook(template: str | os.PathLike, out_dir: str | os.PathLike, parame
     try:
         pm.execute_notebook(str(template), str(nb_out), parameters=parameters or {}, kernel_name=kernel,
                             progress_bar=False, cwd=str(Path.cwd()), execution_timeout=timeout,
-                            language="python")
+                            language="python", store_widget_state=False)
     except pm.PapermillExecutionError as e:
         export_html(nb_out, out_dir / html_name, show_code=show_code)
         raise HepnbError(f"cell {e.exec_count} failed: {e.ename}: {e.evalue} (partial report kept)", where=nb_out) from None
