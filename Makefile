@@ -46,6 +46,7 @@ lab: install
 bench: install
 	$(BIN)/python benchmarks/bench_simulation.py
 	$(BIN)/python benchmarks/bench_loader.py
+	$(BIN)/python benchmarks/bench_display.py
 
 clean:
 	rm -rf data/demo reports/demo .pytest_cache
