@@ -244,7 +244,13 @@ def test_phoenix_round_trip(chain, tmp_path):
             assert h["E [keV]"] == pytest.approx(ev["hits_edep"][i] * 1e3, rel=1e-4)
         truth = e["Vertices"]["truth"][0]["pos"]
         assert truth == pytest.approx([ev["pion_stop_x"], ev["pion_stop_y"], ev["pion_stop_z"]], abs=1e-4)
-        assert all(len(tk["pos"]) >= 3 for tks in e["Tracks"].values() for tk in tks)   # Phoenix needs 3 points
+        for tks in e["Tracks"].values():
+            for tk in tks:
+                assert len(tk["pos"]) >= 3 and all(len(p) == 3 for p in tk["pos"])   # Phoenix extrapolates below 3 points
+                assert tk["color"].startswith("0x") and int(tk["color"], 16) >= 0   # read with parseInt(color, 16)
+        for vs in e["Vertices"].values():
+            for v in vs:                                                            # the phoenix-helpers checker wants x, y, z
+                assert [v["x"], v["y"], v["z"]] == v["pos"]
         assert "predicted pion stop (classical)" in e["Vertices"]
     with pytest.raises(HepnbError, match="affinity"):
         to_phoenix(evs[0], preds=pr, color_by="affinity_pion", group_impl="classical")

@@ -841,6 +841,11 @@ class EventBrowser:
 
 # %% ../../../nbs/16_atar_display.ipynb #069e91c5
 def _hex(c: str) -> str: return c if c.startswith("#") else "#7f7f7f"
+def _track_hex(c: str) -> str: return "0x" + _hex(c)[1:]    # Phoenix parses track colours with parseInt(c, 16)
+
+def _vertex(pos, **kw) -> dict:
+    p = [float(c) for c in pos]
+    return {"pos": p, "x": p[0], "y": p[1], "z": p[2], **kw}
 
 def _line_track(a, b, n: int = 5) -> list:
     t = np.linspace(0, 1, n)[:, None]
@@ -875,22 +880,22 @@ def to_phoenix(ev: dict, *, preds: dict | None = None, color_by: str = "particle
     vertices, tracks = {}, {}
     stop, mu = _xyz(ev, "pion_stop"), _xyz(ev, "muon_end")
     truth_v = []
-    if stop: truth_v.append({"pos": [float(c) for c in stop], "color": "#000000", "size": 0.15, "vertexType": "pion stop"})
-    if mu: truth_v.append({"pos": [float(c) for c in mu], "color": "#555555", "size": 0.12, "vertexType": "muon end"})
+    if stop: truth_v.append(_vertex(stop, color="#000000", size=0.15, vertexType="pion stop"))
+    if mu: truth_v.append(_vertex(mu, color="#555555", size=0.12, vertexType="muon end"))
     if truth_v: vertices["truth"] = truth_v
     start = _positron_start(ev)
     pdir = np.array([ev.get(f"positron_p{a}") or np.nan for a in "xyz"], float)
     if start and np.isfinite(pdir).all() and np.linalg.norm(pdir) > 0:
         tracks["true positron direction"] = [{"pos": _line_track(start, np.asarray(start) + POSITRON_ARROW * pdir / np.linalg.norm(pdir)),
-                                              "color": "#2ca02c", "linewidth": 2}]
+                                              "color": _track_hex("#2ca02c"), "linewidth": 2}]
     if stop and mu and ev.get("decay_mode") == 0:
-        tracks["true muon path"] = [{"pos": _line_track(stop, mu), "color": "#1f77b4", "linewidth": 2}]
+        tracks["true muon path"] = [{"pos": _line_track(stop, mu), "color": _track_hex("#1f77b4"), "linewidth": 2}]
     row = ev.get("row", 0)
     for (stage, impl), p in preds.items():
         if stage == "atar.pion_stop":
             med = [p.event[f"pred_pion_stop_{a}"][row] for a in "xyz"]
             if np.isfinite(med).all():
-                o = {"pos": [float(m) for m in med], "color": PRED_COLORS.get(impl, "#8c564b"), "size": 0.15, "vertexType": f"predicted pion stop ({impl})"}
+                o = _vertex(med, color=PRED_COLORS.get(impl, "#8c564b"), size=0.15, vertexType=f"predicted pion stop ({impl})")
                 for a in "xyz":
                     for q in ("_q16", "_q84"):
                         v = p.event.get(f"pred_pion_stop_{a}{q}", np.full(row + 1, np.nan))[row]
@@ -900,7 +905,7 @@ def to_phoenix(ev: dict, *, preds: dict | None = None, color_by: str = "particle
             d = np.array([p.event[f"pred_positron_p{a}"][row] for a in "xyz"])
             if start and np.isfinite(d).all() and np.linalg.norm(d) > 0:
                 tracks[f"predicted positron direction ({impl})"] = [{"pos": _line_track(start, np.asarray(start) + POSITRON_ARROW * d / np.linalg.norm(d)),
-                                                                     "color": PRED_COLORS.get(impl, "#8c564b"), "linewidth": 2}]
+                                                                     "color": _track_hex(PRED_COLORS.get(impl, "#8c564b")), "linewidth": 2}]
         elif stage == "atar.event_classifier" and np.isfinite(p.event["p_pienu"][row]):
             out[f"P(pi->e nu) {impl}"] = round(float(p.event["p_pienu"][row]), 4)
     if vertices: out["Vertices"] = vertices
