@@ -137,6 +137,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'hepnb/detectors/atar/display.py'),
                                               'hepnb.detectors.atar.display._flatten': ( 'atar_display.html#_flatten',
                                                                                          'hepnb/detectors/atar/display.py'),
+                                              'hepnb.detectors.atar.display._get_path': ( 'atar_display.html#_get_path',
+                                                                                          'hepnb/detectors/atar/display.py'),
                                               'hepnb.detectors.atar.display._hex': ( 'atar_display.html#_hex',
                                                                                      'hepnb/detectors/atar/display.py'),
                                               'hepnb.detectors.atar.display._line_track': ( 'atar_display.html#_line_track',

@@ -408,7 +408,16 @@ def test_event_browser_in_jupyterlab(tmp_path):
                 page.screenshot(path=str(tmp_path / "failure.png"))
                 raise AssertionError(f"JupyterLab display did not render or react; screenshot {tmp_path / 'failure.png'}\n"
                                      + (tmp_path / "lab.log").read_text()[-2000:])
-            n_points, n_points_1 = page.evaluate(HITS_DRAWN), None
+            n_points = page.evaluate(HITS_DRAWN)
+            legend = page.evaluate("() => [...document.querySelector('.js-plotly-plot').querySelectorAll('.legendtext')].map(t => t.textContent)")
+            # a box selection over the whole XZ view goes through the widget to Python and back: the hit table
+            # lists the x-strip hits and the linked y-strip hits
+            box = page.locator(".js-plotly-plot .draglayer .xy .nsewdrag").first.bounding_box()
+            page.mouse.move(box["x"] + 2, box["y"] + 2); page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] - 3, steps=6)
+            page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3, steps=6); page.mouse.up()
+            page.wait_for_function("() => /\\d+ selected hits/.test(document.body.innerText)", timeout=20_000)
+            n_selected = int(page.evaluate("() => document.body.innerText.match(/(\\d+) selected hits/)[1]"))
             page.get_by_role("button", name="next ▶").click()
             page.wait_for_function(TITLE_STARTS, arg="event 1 ", timeout=20_000)
             n_points_1 = page.evaluate(HITS_DRAWN)
@@ -424,3 +433,7 @@ def test_event_browser_in_jupyterlab(tmp_path):
     assert (n_points, n_points_1) == ({"data": n_hits[0], "svg": n_hits[0]}, {"data": n_hits[1], "svg": n_hits[1]})
     assert n_3d >= 1
     assert external == []
+    assert "true pion stop" in legend and not any(t.startswith("trace ") for t in legend)
+    events = simulate(40, seed=5)
+    st0 = np.asarray(events.column("hits_strip_type")[0].as_py())
+    assert (st0 == 0).sum() <= n_selected <= len(st0)          # all x-strip hits, plus linked y-strip hits

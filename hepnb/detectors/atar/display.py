@@ -509,8 +509,9 @@ def trace_style(key) -> dict:
         if v == 3: return dict(mode="lines", hovertemplate=HOVER_3D, line=dict(width=3, colorscale=AFFINITY_SCALE, cmin=0, cmax=1))
         return dict(mode="markers", hovertemplate=HOVER_2D, marker=dict(line=dict(width=0), colorscale=AFFINITY_SCALE, cmin=0, cmax=1,
                     colorbar=dict(title="P", len=0.8)))
-    if kind == "selected":
+    if kind == "selected":   # never dimmed by plotly's own selection: it is the linked highlight
         return dict(mode="lines" if v == 3 else "markers", name="selected", hoverinfo="skip", showlegend=False,
+                    **({} if v == 3 else dict(unselected=dict(marker=dict(opacity=1)))),
                     **(dict(line=dict(width=8, color="rgba(255,215,0,0.8)")) if v == 3 else
                        dict(marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=2, color="gold")))))
     if kind in TRUTH_STYLE:
@@ -589,6 +590,13 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else: out[f"{prefix}{k}"] = v
     return out
 
+def _get_path(d: dict, path: str):
+    "The value at a dotted path of a trace dict (None where absent)."
+    for part in path.split("."):
+        if not isinstance(d, dict) or part not in d: return None
+        d = d[part]
+    return d
+
 def _split_color(value: str) -> tuple[str, str | None]:
     mode, _, impl = value.partition(":")
     return mode, impl or None
@@ -654,16 +662,19 @@ class EventBrowser:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
         g = self.store.geometry
+        # the figures are complete before they become widgets: the front end gets every trace with its
+        # style in the widget's initial state, and afterwards only restyles
         f2 = make_subplots(rows=1, cols=2, subplot_titles=("XZ view (x strips)", "YZ view (y strips)"), horizontal_spacing=0.07)
-        self.fig2d, self.fig3d = go.FigureWidget(f2), go.FigureWidget()
+        f3 = go.Figure()
         for key in self.keys:
-            if key[-1] == 3: self.fig3d.add_trace(_trace(key, {}))
-            else: self.fig2d.add_trace(_trace(key, {}), row=1, col=key[-1] + 1)
-        _axes(self.fig2d, g)
-        self.fig2d.update_layout(height=self.height, margin=dict(l=50, r=20, t=70, b=40), uirevision="event", dragmode="select",
-                                 legend=dict(orientation="h", y=-0.18), title=dict(text="", font=dict(size=14)))
-        self.fig3d.update_layout(height=self.height + 40, width=620, margin=dict(l=0, r=0, t=30, b=0), uirevision="event",
-                                 showlegend=False, scene=SCENE, title=dict(text="3-D: strips as segments", font=dict(size=12)))
+            if key[-1] == 3: f3.add_trace(_trace(key, {}))
+            else: f2.add_trace(_trace(key, {}), row=1, col=key[-1] + 1)
+        _axes(f2, g)
+        f2.update_layout(height=self.height, margin=dict(l=50, r=20, t=70, b=40), uirevision="event", dragmode="select",
+                         legend=dict(orientation="h", y=-0.18), title=dict(text="", font=dict(size=14)))
+        f3.update_layout(height=self.height + 40, width=620, margin=dict(l=0, r=0, t=30, b=0), uirevision="event",
+                         showlegend=False, scene=SCENE, title=dict(text="3-D: strips as segments", font=dict(size=12)))
+        self.fig2d, self.fig3d = go.FigureWidget(f2), go.FigureWidget(f3)
         self._trace, self._index = {}, {}
         i2 = i3 = 0
         for key in self.keys:
@@ -682,13 +693,13 @@ class EventBrowser:
         """Write the arrays of `fd` into the existing traces: one `plotly_update` message per figure.
         The arrays are computed and checked by `figure_data`, so plotly's per-property validation (which
         costs more than the whole event computation) is skipped; 1-D numeric arrays travel as typed arrays."""
-        from plotly.basedatatypes import Undefined
         keys = [k for k in (keys or self.keys) if k in fd]
         for fig, three_d in ((self.fig2d, False), (self.fig3d, True)):
             ks = [k for k in keys if (k[-1] == 3) == three_d]
             flat = [_flatten(fd[k]) for k in ks]
             paths = sorted(set().union(*flat))
-            restyle = {p: [f.get(p, Undefined) for f in flat] for p in paths}
+            # a trace without a path gets its current value: plotly.js resets a property given as undefined
+            restyle = {p: [f[p] if p in f else _get_path(fig._data[self._index[k]], p) for f, k in zip(flat, ks)] for p in paths}
             relayout = {"title.text": fd["title"]} if "title" in fd and not three_d else {}
             if restyle or relayout:
                 fig.plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=[self._index[k] for k in ks])
