@@ -45,6 +45,7 @@ lab: install
 bench: install
 	$(BIN)/python benchmarks/bench_simulation.py
 	$(BIN)/python benchmarks/bench_loader.py
+	$(BIN)/python benchmarks/bench_display.py
 
 clean:
 	rm -rf runs/quickstart reports/quickstart .pytest_cache
