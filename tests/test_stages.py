@@ -6,7 +6,7 @@ import pytest
 from hepnb.core import HepnbError
 from hepnb.dataset import open_dataset
 from hepnb.detectors.atar.sim import simulate_dataset
-from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, PromptEnergy
+from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, HitRules, LineFit, PromptEnergy
 from hepnb.stage import run_stage
 
 
@@ -71,3 +71,39 @@ def test_classical_event_classifier_separates_modes(chain, tmp_path):
     from hepnb.metrics import auc, roc_curve  # noqa: F401  (checked when the metrics module exists)
     fpr, tpr, _ = roc_curve(s, y)
     assert auc(fpr, tpr) > 0.9
+
+
+def test_hit_splitter_classical_and_ml(chain, tmp_path):
+    "Hit labels: one prediction per hit, in hit order; the rules and a briefly trained model both find the particles."
+    import pyarrow.compute as pc
+    from hepnb.detectors.atar.evaluate import evaluate
+    from hepnb.detectors.atar.models import AtarModelConfig
+    from hepnb.detectors.atar.training import MLStage, train_task
+    from hepnb.train import TrainConfig
+    base, gc, ps, _ = chain
+    cl = run_stage(HitRules(), base, tmp_path / "hs", upstream={"atar.group_classifier": gc, "atar.pion_stop": ps})
+    train_task("hit", base, tmp_path / "run", model=AtarModelConfig(task="hit", d_model=16, n_heads=2, n_layers=1),
+               train=TrainConfig(epochs=1, lr=3e-3, device="cpu", seed=0), batch_size=32)
+    ml = run_stage(MLStage(tmp_path / "run"), base, tmp_path / "hs-ml")
+    n_hits = pc.list_value_length(base.read(["hits_edep"]).column(0).combine_chunks()).to_numpy()
+    for d in (cl, ml):
+        assert (pc.list_value_length(d.read(["hits_p_muon"]).column(0).combine_chunks()).to_numpy() == n_hits).all()
+    rows, _ = evaluate(base, {("atar.hit_splitter", "classical"): cl, ("atar.hit_splitter", "ml"): ml})
+    exact = {r["implementation"]: r["value"] for r in rows if r["metric"] == "hit_exact_match"}
+    assert exact["classical"] > 0.85 and exact["ml"] > 0.85, exact
+    with pytest.raises(HepnbError, match="atar.pion_stop"):
+        run_stage(HitRules(), base, tmp_path / "x", upstream={"atar.group_classifier": gc})
+
+
+def test_positron_line_fit(chain, tmp_path):
+    "The classical positron direction: a unit vector pointing within 0.1 rad of the truth for most positrons in the window."
+    base, _, ps, _ = chain
+    pa_ = run_stage(LineFit(), base, tmp_path / "pa", upstream={"atar.pion_stop": ps})
+    u = np.stack([pa_.read([f"pred_positron_u{a}"]).column(0).to_numpy(zero_copy_only=False) for a in "xyz"], 1).astype(float)
+    t = base.read(["positron_px", "positron_py", "positron_pz", "positron_time"])
+    p = np.stack([t[f"positron_p{a}"].to_numpy() for a in "xyz"], 1).astype(float)
+    seen = t["positron_time"].to_numpy() < 700
+    ok = seen & np.isfinite(u).all(1)
+    assert np.allclose(np.linalg.norm(u[ok], axis=1), 1, atol=1e-5)
+    ang = np.arccos(np.clip((u[ok] * p[ok]).sum(1) / np.linalg.norm(p[ok], axis=1), -1, 1))
+    assert ok.sum() > 0.85 * seen.sum() and np.quantile(ang, 0.68) < 0.1
