@@ -19,16 +19,16 @@ import torch
 from hepnb.detectors.atar.evaluate import evaluate
 from hepnb.detectors.atar.models import AtarModelConfig
 from hepnb.detectors.atar.sim import simulate_dataset
-from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, LineFit, PromptEnergy
+from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, HitRules, LineFit, PromptEnergy
 from hepnb.detectors.atar.training import MLStage, train_task
 from hepnb.metrics import summary_table, write_summary
 from hepnb.stage import run_stage
 from hepnb.train import TrainConfig
 
 TASK_STAGE = {"group": "atar.group_classifier", "pion_stop": "atar.pion_stop", "event": "atar.event_classifier",
-              "positron_angle": "atar.positron_angle"}
+              "positron_angle": "atar.positron_angle", "hit": "atar.hit_splitter"}
 HEADLINE = {"atar.group_classifier": "exact_match", "atar.pion_stop": "error3d_68", "atar.event_classifier": "misid_at_95",
-            "atar.positron_angle": "angle_68"}
+            "atar.positron_angle": "angle_68", "atar.hit_splitter": "hit_exact_match"}
 
 
 def main():
@@ -42,7 +42,7 @@ def main():
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--n-layers", type=int, default=3)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--tasks", default="group,pion_stop,event,positron_angle")
+    ap.add_argument("--tasks", default="group,hit,pion_stop,event,positron_angle")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/quality"))
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -83,9 +83,12 @@ def main():
     ps = run_stage(BraggPeakStop(), test, a.out / "pred-classical-pion_stop", overwrite=True, upstream={"atar.group_classifier": gc})
     ec = run_stage(PromptEnergy(), test, a.out / "pred-classical-event", overwrite=True, upstream={"atar.pion_stop": ps})
     pa_ = run_stage(LineFit(), test, a.out / "pred-classical-positron_angle", overwrite=True, upstream={"atar.pion_stop": ps})
+    hs = run_stage(HitRules(), test, a.out / "pred-classical-hit", overwrite=True,
+                   upstream={"atar.group_classifier": gc, "atar.pion_stop": ps})
     t_classical = time.time() - t0
     preds.update({("atar.group_classifier", "classical"): gc, ("atar.pion_stop", "classical"): ps,
-                  ("atar.event_classifier", "classical"): ec, ("atar.positron_angle", "classical"): pa_})
+                  ("atar.event_classifier", "classical"): ec, ("atar.positron_angle", "classical"): pa_,
+                  ("atar.hit_splitter", "classical"): hs})
     rows, _ = evaluate(test, preds)
     write_summary(rows, a.out / "summary")
 
