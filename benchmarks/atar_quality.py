@@ -20,13 +20,11 @@ from hepnb.detectors.atar.evaluate import evaluate
 from hepnb.detectors.atar.models import AtarModelConfig
 from hepnb.detectors.atar.sim import simulate_dataset
 from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, HitRules, LineFit, PromptEnergy
-from hepnb.detectors.atar.training import MLStage, train_task
+from hepnb.detectors.atar.training import STAGE_OF_TASK, MLStage, train_task
 from hepnb.metrics import summary_table, write_summary
 from hepnb.stage import run_stage
 from hepnb.train import TrainConfig
 
-TASK_STAGE = {"group": "atar.group_classifier", "pion_stop": "atar.pion_stop", "event": "atar.event_classifier",
-              "positron_angle": "atar.positron_angle", "hit": "atar.hit_splitter"}
 HEADLINE = {"atar.group_classifier": "exact_match", "atar.pion_stop": "error3d_68", "atar.event_classifier": "misid_at_95",
             "atar.positron_angle": "angle_68", "atar.hit_splitter": "hit_exact_match"}
 
@@ -74,7 +72,7 @@ def main():
         stage = MLStage(run, device="cuda" if (a.device != "cpu" and torch.cuda.is_available()) else "cpu")
         sizes[task] = sum(p.numel() for p in stage.model.parameters())
         t0 = time.time()
-        preds[(TASK_STAGE[task], "ml")] = run_stage(stage, test, a.out / f"pred-ml-{task}", overwrite=True)
+        preds[(STAGE_OF_TASK[task].name, "ml")] = run_stage(stage, test, a.out / f"pred-ml-{task}", overwrite=True)
         t_inf = time.time() - t0
         speed.append((task, t_train, eps, wait, test.num_rows / t_inf))
 

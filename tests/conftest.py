@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 import subprocess
@@ -29,6 +30,35 @@ def small_atar(tmp_path_factory):
 
 def chromium_path():
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def skip_without_chromium():
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
+
+
+@contextlib.contextmanager
+def offline_page(path):
+    """Headless Chromium on the file `path`, offline: every request that leaves the file system is recorded and
+    refused. Yields (page, external requests, JavaScript errors); skips when chromium is missing."""
+    skip_without_chromium()
+    from playwright.sync_api import sync_playwright
+    external, errors = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.route("**/*", lambda r: (external.append(r.request.url), r.abort())
+                       if not r.request.url.startswith(("file:", "data:", "blob:")) else r.continue_())
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(Path(path).as_uri())
+            yield page, external, errors
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="session")

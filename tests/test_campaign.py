@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import HEPNB, ROOT, chromium_path, run_cli
+from conftest import HEPNB, ROOT, offline_page, run_cli, skip_without_chromium
 from hepnb import campaign as C
 from hepnb.core import HepnbError
 
@@ -180,28 +180,16 @@ stages:
 
 
 def test_index_renders_offline_in_chromium(env):
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
+    skip_without_chromium()
     spec = write_spec(env, "campaign: plots\nstages: [{name: s, notebook: toy.ipynb, grid: {x: [1.0, 2.0, 5.0]}}]\n")
     c = C.run_campaign(spec, show=False)
-    from playwright.sync_api import sync_playwright
-    from test_reports import CHROMIUM_ARGS
-    external, errors = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.route("**/*", lambda r: (external.append(r.request.url), r.abort())
-                   if not r.request.url.startswith(("file:", "data:", "blob:")) else r.continue_())
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto((c.reports / "index.html").as_uri())
+    with offline_page(c.reports / "index.html") as (page, external, errors):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2", timeout=30_000)
         points = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.querySelectorAll('.scatterlayer .point').length)")
         rows = page.locator("table tr").count()
         page.click("text=s-001")                                  # the run's own report opens, offline too
         page.wait_for_load_state()
         run_page = page.url
-        browser.close()
     assert external == [] and errors == []
     assert points and min(points) == 3 and rows == 4
     assert run_page.endswith("runs/s-001.html")

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import ROOT, chromium_path
+from conftest import CHROMIUM_ARGS, ROOT, chromium_path, offline_page, skip_without_chromium
 from hepnb.core import HepnbError
 from hepnb.dataset import write_derived
 from hepnb.detectors.atar.display import (
@@ -23,9 +23,6 @@ from hepnb.detectors.atar.display import (
 from hepnb.detectors.atar.sim import simulate_dataset
 from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, PromptEnergy
 from hepnb.stage import run_stage
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -292,24 +289,12 @@ def test_display_report_is_self_contained(report):
 
 
 def test_display_report_renders_offline_in_chromium(report):
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
     html, _ = report
-    external, errors = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.route("**/*", lambda r: (external.append(r.request.url), r.abort())
-                   if not r.request.url.startswith(("file:", "data:", "blob:")) else r.continue_())
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(html.as_uri())
+    with offline_page(html) as (page, external, errors):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8", timeout=30_000)
         drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
             .map(d => d.querySelectorAll('.scatterlayer .trace .point').length)""")
         titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)")
-        browser.close()
     assert external == [] and errors == []
     assert len(drawn) >= 8 and min(drawn) > 0                       # every event view drew hit markers
     assert any(t.startswith("pion_stop_error:classical") for t in titles)
@@ -366,9 +351,8 @@ def _run_all_and_step(page):
 
 def test_event_browser_in_jupyterlab(tmp_path):
     "JupyterLab opens a notebook, runs it, the display renders, and 'next' changes the event drawn."
+    skip_without_chromium()
     exe = chromium_path()
-    if exe is None:
-        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
     import nbformat
     from playwright.sync_api import sync_playwright
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in LAB_NOTEBOOK_CELLS])

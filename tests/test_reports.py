@@ -1,10 +1,7 @@
 """The exploration notebook executes into an HTML report whose plots render offline in a real browser."""
 import pytest
 
-from conftest import ROOT, chromium_path, run_cli
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from conftest import ROOT, offline_page, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +21,7 @@ def test_report_is_self_contained(report):
 
 
 def test_report_renders_offline_in_chromium(report, tmp_path):
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    external, errors = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        # offline: every request that leaves the file system is recorded and refused
-        page.route("**/*", lambda r: (external.append(r.request.url), r.abort())
-                   if not r.request.url.startswith(("file:", "data:", "blob:")) else r.continue_())
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(report.as_uri())
+    with offline_page(report) as (page, external, errors):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 10", timeout=30_000)
         n_plotly = page.locator(".js-plotly-plot").count()
         # plots are not blank: every plotly figure drew data traces
@@ -44,7 +29,6 @@ def test_report_renders_offline_in_chromium(report, tmp_path):
             .map(d => d.querySelectorAll('.scatterlayer .trace, .barlayer .trace, .heatmaplayer .hm, .scatterlayer .points path').length)""")
         bokeh_views = page.evaluate("() => window.Bokeh ? Object.keys(window.Bokeh.index).length : 0")
         canvases = page.evaluate("""() => [...document.querySelectorAll('.bk-Figure, [data-root-id]')].length""")
-        browser.close()
     assert external == []
     assert errors == []
     assert n_plotly >= 10 and min(drawn) > 0
