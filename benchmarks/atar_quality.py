@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/atar_quality.py --train 30000 --test 50000 --epochs 4 --out benchmarks/out/quality
 
-Simulates a training set and an independent test set (different seeds, pile-up on), trains the three ML
-models (group classifier, pion stop, event classifier) with the one training engine, runs ML and classical
+Simulates a training set and an independent test set (different seeds, pile-up on), trains the ML models of
+the chosen tasks (default: all seven ATAR stages) with the one training engine, runs ML and classical
 implementations of each stage on the test set, and prints the headline metrics side by side, the training
 and inference speed, and the model sizes. The summary is also written as Parquet/CSV (for comparisons).
 """
@@ -19,14 +19,16 @@ import torch
 from hepnb.detectors.atar.evaluate import evaluate
 from hepnb.detectors.atar.models import AtarModelConfig
 from hepnb.detectors.atar.sim import simulate_dataset
-from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, HitRules, LineFit, PromptEnergy
+from hepnb.detectors.atar.models import TASKS
+from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, HitRules, LineFit, PromptEnergy, Proximity, TrackEnds
 from hepnb.detectors.atar.training import STAGE_OF_TASK, MLStage, train_task
 from hepnb.metrics import summary_table, write_summary
 from hepnb.stage import run_stage
 from hepnb.train import TrainConfig
 
-HEADLINE = {"atar.group_classifier": "exact_match", "atar.pion_stop": "error3d_68", "atar.event_classifier": "misid_at_95",
-            "atar.positron_angle": "angle_68", "atar.hit_splitter": "hit_exact_match"}
+HEADLINE = [("atar.group_classifier", "exact_match"), ("atar.hit_splitter", "hit_exact_match"),
+            ("atar.pattern_finder", "pair_accuracy"), ("atar.endpoints", "start_error3d_68"), ("atar.endpoints", "end_error3d_68"),
+            ("atar.pion_stop", "error3d_68"), ("atar.positron_angle", "angle_68"), ("atar.event_classifier", "misid_at_95")]
 
 
 def main():
@@ -40,7 +42,7 @@ def main():
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--n-layers", type=int, default=3)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--tasks", default="group,hit,pion_stop,event,positron_angle")
+    ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/quality"))
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -83,8 +85,11 @@ def main():
     pa_ = run_stage(LineFit(), test, a.out / "pred-classical-positron_angle", overwrite=True, upstream={"atar.pion_stop": ps})
     hs = run_stage(HitRules(), test, a.out / "pred-classical-hit", overwrite=True,
                    upstream={"atar.group_classifier": gc, "atar.pion_stop": ps})
+    ep = run_stage(TrackEnds(), test, a.out / "pred-classical-endpoints", overwrite=True,
+                   upstream={"atar.group_classifier": gc, "atar.pion_stop": ps})
+    pf = run_stage(Proximity(), test, a.out / "pred-classical-pattern", overwrite=True, upstream={"atar.endpoints": ep})
     t_classical = time.time() - t0
-    preds.update({("atar.group_classifier", "classical"): gc, ("atar.pion_stop", "classical"): ps,
+    preds.update({("atar.endpoints", "classical"): ep, ("atar.pattern_finder", "classical"): pf, ("atar.group_classifier", "classical"): gc, ("atar.pion_stop", "classical"): ps,
                   ("atar.event_classifier", "classical"): ec, ("atar.positron_angle", "classical"): pa_,
                   ("atar.hit_splitter", "classical"): hs})
     rows, _ = evaluate(test, preds)
@@ -95,20 +100,20 @@ def main():
     print("| stage | metric | ML | classical | ML better |")
     print("|---|---|---:|---:|---|")
     by = {(r["stage"], r["implementation"], r["metric"]): r for r in rows}
-    for stage, metric in HEADLINE.items():
+    for stage, metric in HEADLINE:
         if (stage, "ml", metric) not in by: continue
         ml, cl = by[stage, "ml", metric], by[stage, "classical", metric]
         fmt = lambda r: f"{r['value']:.4g}" + (f" ± {r['error']:.2g}" if r["error"] is not None else "")
         better = ml["value"] > cl["value"] if ml["better"] == "higher" else ml["value"] < cl["value"]
         print(f"| {stage} | {metric} | {fmt(ml)} | {fmt(cl)} | {'yes' if better else 'NO'} |")
-    extra = [r for r in rows if r["metric"].startswith(("coverage", "auc", "sigma68", "misid_at_95_upper"))]
+    extra = [r for r in rows if "coverage" in r["metric"] or r["metric"].startswith(("auc", "pair_auc", "event_all", "sigma68", "misid_at_95_upper"))]
     print("\n| stage | implementation | metric | value |\n|---|---|---|---:|")
     for r in extra: print(f"| {r['stage']} | {r['implementation']} | {r['metric']} | {r['value']:.4g} |")
     print("\n| task | train time s | train events/s | data-wait fraction | inference events/s | parameters |")
     print("|---|---:|---:|---:|---:|---:|")
     for task, tt, eps, wait, ieps in speed:
         print(f"| {task} | {tt:.0f} | {eps:.0f} | {wait:.3f} | {ieps:.0f} | {sizes[task]:,} |")
-    print(f"\nclassical chain (3 stages) on the test set: {a.test / t_classical:,.0f} events/s")
+    print(f"\nclassical chain (7 stages) on the test set: {a.test / t_classical:,.0f} events/s")
 
 
 if __name__ == "__main__":

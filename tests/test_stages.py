@@ -6,7 +6,7 @@ import pytest
 from hepnb.core import HepnbError
 from hepnb.dataset import open_dataset
 from hepnb.detectors.atar.sim import simulate_dataset
-from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, HitRules, LineFit, PromptEnergy
+from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, HitRules, LineFit, PromptEnergy, Proximity, TrackEnds
 from hepnb.stage import run_stage
 
 
@@ -107,3 +107,41 @@ def test_positron_line_fit(chain, tmp_path):
     assert np.allclose(np.linalg.norm(u[ok], axis=1), 1, atol=1e-5)
     ang = np.arccos(np.clip((u[ok] * p[ok]).sum(1) / np.linalg.norm(p[ok], axis=1), -1, 1))
     assert ok.sum() > 0.85 * seen.sum() and np.quantile(ang, 0.68) < 0.1
+
+
+def test_endpoints_and_pattern_finder_classical_and_ml(chain, tmp_path):
+    """End points: one start and end per time group; pattern finder: G² affinities per event, symmetric, 1 on the
+    diagonal; the classical chain and briefly trained models are scored by the evaluator against the truth."""
+    import pyarrow.compute as pc
+    from hepnb.detectors.atar.evaluate import evaluate
+    from hepnb.detectors.atar.models import AtarModelConfig
+    from hepnb.detectors.atar.training import MLStage, train_task
+    from hepnb.train import TrainConfig
+    base, gc, ps, _ = chain
+    ep = run_stage(TrackEnds(), base, tmp_path / "ep", upstream={"atar.group_classifier": gc, "atar.pion_stop": ps})
+    pf = run_stage(Proximity(), base, tmp_path / "pf", upstream={"atar.endpoints": ep})
+    preds = {("atar.endpoints", "classical"): ep, ("atar.pattern_finder", "classical"): pf}
+    for task in ("endpoints", "pattern"):
+        train_task(task, base, tmp_path / task, model=AtarModelConfig(task=task, d_model=16, n_heads=2, n_layers=1),
+                   train=TrainConfig(epochs=1, lr=3e-3, device="cpu", seed=0), batch_size=32)
+    preds["atar.endpoints", "ml"] = run_stage(MLStage(tmp_path / "endpoints"), base, tmp_path / "ep-ml")
+    preds["atar.pattern_finder", "ml"] = run_stage(MLStage(tmp_path / "pattern"), base, tmp_path / "pf-ml")
+    n_groups = pc.list_value_length(base.read(["group_pion_in"]).column(0).combine_chunks()).to_numpy()
+    length = lambda d, c: pc.list_value_length(d.read([c]).column(0).combine_chunks()).to_numpy()
+    for impl in ("classical", "ml"):
+        e, p = preds["atar.endpoints", impl], preds["atar.pattern_finder", impl]
+        assert (length(e, "pred_group_end_z") == n_groups).all() and (length(p, "group_pair_affinity") == n_groups ** 2).all()
+        aff = p.read(["group_pair_affinity"]).column(0).to_pylist()
+        for row, g in zip(aff[:200], n_groups[:200]):
+            a = np.asarray(row).reshape(g, g)
+            assert np.allclose(a, a.T, atol=1e-6) and np.allclose(np.diag(a), 1)
+    rows, _ = evaluate(base, preds)
+    v = {(r["implementation"], r["metric"]): r["value"] for r in rows}
+    assert v["classical", "start_error3d_68"] < 0.3 and v["classical", "end_error3d_68"] < 0.4, v
+    # 58 % of the pairs are 'different events': a model must beat always answering that
+    assert v["classical", "pair_accuracy"] > 0.85 and v["ml", "pair_accuracy"] > 0.7, v
+    assert v["ml", "start_error3d_68"] < 2.0 and 0.3 < v["ml", "start_coverage_16_84"] < 0.95, v
+    with pytest.raises(HepnbError, match="needs the predictions of stage atar.endpoints"):
+        run_stage(Proximity(), base, tmp_path / "x")
+    with pytest.raises(HepnbError, match="atar.pion_stop"):
+        run_stage(TrackEnds(), base, tmp_path / "y", upstream={"atar.group_classifier": gc})
