@@ -7,6 +7,7 @@ the truth of the base dataset: one list of rows for the summary table, and the a
 from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
+from ...core import HepnbError
 from ...dataset import Dataset, open_dataset
 from ... import metrics as M
 
@@ -82,7 +83,6 @@ def evaluate_hits(base: Dataset, pred: Dataset, impl: str) -> tuple[list[dict], 
     truth = np.stack([(m & 1) > 0, (m & 2) > 0, (m & 12) > 0], 1)
     p = np.stack([_flat(pred, f"hits_p_{k}") for k in ("pion", "muon", "mip")], 1)
     if p.shape != truth.shape:
-        from hepnb.core import HepnbError
         raise HepnbError(f"expected one prediction per hit ({len(truth)} hits), found {len(p)}", where=pred.path)
     return _multilabel("atar.hit_splitter", impl, "hit_", truth, p)
 
@@ -120,7 +120,6 @@ def evaluate_endpoints(base: Dataset, pred: Dataset, impl: str, n_boot: int = 10
         t = np.stack([_flat(base, f"group_{e}_{a}").astype(float) for a in "xyz"], 1)
         p = np.stack([_flat(pred, f"pred_group_{e}_{a}").astype(float) for a in "xyz"], 1)
         if p.shape != t.shape:
-            from hepnb.core import HepnbError
             raise HepnbError(f"expected one prediction per time group ({len(t)} groups), found {len(p)}", where=pred.path)
         ok = np.isfinite(p).all(1)
         d3 = np.full(len(t), np.nan); d3[ok] = np.linalg.norm(p[ok] - t[ok], axis=1)
@@ -146,7 +145,6 @@ def evaluate_pattern(base: Dataset, pred: Dataset, impl: str) -> tuple[list[dict
     mc = h.group_values("group_mc_event_id")
     a = _flat(pred, "group_pair_affinity").astype(float)
     if len(a) != len(i):
-        from hepnb.core import HepnbError
         raise HepnbError(f"expected G² pair entries per event ({len(i)} in all), found {len(a)}", where=pred.path)
     off = i < j
     y, s = (mc[i] == mc[j])[off], a[off]

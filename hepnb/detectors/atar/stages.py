@@ -43,9 +43,11 @@ class Hits:
         du = self["hits_coord"].astype(float) - np.where(self["hits_strip_type"] == 0, stop["x"], stop["y"])
         return du, self["hits_z"].astype(float) - stop["z"]
 
-    def group_lists(self, values: np.ndarray, dtype=np.float32) -> pa.Array:
-        "Per-group values as a list column over each event's groups."
-        return pa.ListArray.from_arrays(pa.array(self.group_offsets.astype(np.int32)), pa.array(values.astype(dtype)))
+    def group_lists(self, values: np.ndarray | None = None, dtype=np.float32) -> pa.Array:
+        "Per-group values as a list column over each event's groups; non-finite values (or `None`: all) become null."
+        v = np.full(int(self.group_offsets[-1]), np.nan) if values is None else np.asarray(values)
+        mask = ~np.isfinite(v) if v.dtype.kind == "f" else None
+        return pa.ListArray.from_arrays(pa.array(self.group_offsets.astype(np.int32)), pa.array(v.astype(dtype), mask=mask))
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         "Global group ids (i, j) of every ordered pair of groups within each event, row-major per event (G² per event)."
@@ -332,11 +334,8 @@ class TrackEnds(StageImpl):
         cols = {}
         for name, v in (("start", start), ("end", end)):
             for i, a in enumerate("xyz"):
-                cols[f"pred_group_{name}_{a}"] = pa.ListArray.from_arrays(pa.array(h.group_offsets.astype(np.int32)),
-                                                                          pa.array(v[:, i].astype(np.float32), mask=~np.isfinite(v[:, i])))
-                for q in ("_q16", "_q84"):
-                    cols[f"pred_group_{name}_{a}{q}"] = pa.ListArray.from_arrays(pa.array(h.group_offsets.astype(np.int32)),
-                                                                                 pa.nulls(G, pa.float32()))
+                cols[f"pred_group_{name}_{a}"] = h.group_lists(v[:, i])
+                for q in ("_q16", "_q84"): cols[f"pred_group_{name}_{a}{q}"] = h.group_lists()   # no spread: null
         return pa.table(cols)
 
 # %% ../../../nbs/40_atar_stages.ipynb #66a1de6d
