@@ -62,7 +62,7 @@ _PARSERS = {
     ("paths", "data"): Path, ("paths", "runs"): Path, ("paths", "reports"): Path,
     ("compute", "device"): _pattern(_DEVICE, "auto, cpu, mps, cuda or cuda:N"),
     ("compute", "num_workers"): _int,
-    ("compute", "precision"): _choice("auto", "fp32", "bf16", "fp16"),
+    ("compute", "precision"): _choice("auto", "fp32", "bf16"),
     ("slurm", "partition"): str, ("slurm", "account"): str,
     ("slurm", "time"): _pattern(_TIME, "minutes or [D-]HH:MM:SS"),
     ("slurm", "gpus_per_node"): _int,

@@ -68,6 +68,7 @@ def test_existing_output_is_not_overwritten(tmp_path):
     ("[compute]\nnum_wrkers = 4\n", "[compute] num_wrkers"),
     ("[compute]\nnum_workers = many\n", "[compute] num_workers"),
     ("[slurm]\nmem = lots\n", "[slurm] mem"),
+    ("[compute]\nprecision = fp16\n", "must be one of auto, fp32, bf16"),   # the engine has no fp16 (no grad scaler)
     ("[gpu]\nx = 1\n", "unknown section [gpu]"),
     ("not an ini file", "not a valid INI file"),
 ])
