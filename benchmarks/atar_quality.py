@@ -82,11 +82,12 @@ def main():
     gc = run_stage(GroupRules(), test, a.out / "pred-classical-group", overwrite=True)
     ps = run_stage(BraggPeakStop(), test, a.out / "pred-classical-pion_stop", overwrite=True, upstream={"atar.group_classifier": gc})
     ec = run_stage(PromptEnergy(), test, a.out / "pred-classical-event", overwrite=True, upstream={"atar.pion_stop": ps})
-    pa_ = run_stage(LineFit(), test, a.out / "pred-classical-positron_angle", overwrite=True, upstream={"atar.pion_stop": ps})
     hs = run_stage(HitRules(), test, a.out / "pred-classical-hit", overwrite=True,
                    upstream={"atar.group_classifier": gc, "atar.pion_stop": ps})
     ep = run_stage(TrackEnds(), test, a.out / "pred-classical-endpoints", overwrite=True,
                    upstream={"atar.group_classifier": gc, "atar.pion_stop": ps})
+    pa_ = run_stage(LineFit(), test, a.out / "pred-classical-positron_angle", overwrite=True,
+                    upstream={"atar.group_classifier": gc, "atar.pion_stop": ps, "atar.endpoints": ep})
     pf = run_stage(Proximity(), test, a.out / "pred-classical-pattern", overwrite=True, upstream={"atar.endpoints": ep})
     t_classical = time.time() - t0
     preds.update({("atar.endpoints", "classical"): ep, ("atar.pattern_finder", "classical"): pf, ("atar.group_classifier", "classical"): gc, ("atar.pion_stop", "classical"): ps,

@@ -104,6 +104,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         q.add_argument("--batch-size", type=int, default=64)
         q.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: settings.ini)")
         q.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint exactly")
+        q.add_argument("--mlflow-uri", default=None, metavar="URI",
+                       help="also log the metrics to this MLflow tracking store, e.g. sqlite:///runs/mlflow.db (the mlflow extra)")
         _add_dataclass_options(q, TrainConfig)
         _add_dataclass_options(q, mod.ModelConfig, skip=("task",))
         q.set_defaults(func=cmd_train, module=mod)
@@ -192,7 +194,7 @@ def cmd_train(args) -> int:
     mc = _config_from_args(mod.ModelConfig, args)
     workers = args.num_workers if args.num_workers is not None else load_settings().compute.num_workers
     m = mod.train_task(args.task, args.dataset, args.run_dir, model=dataclasses.replace(mc, task=args.task), train=tc,
-                       batch_size=args.batch_size, num_workers=workers, resume=args.resume)
+                       batch_size=args.batch_size, num_workers=workers, resume=args.resume, mlflow_uri=args.mlflow_uri)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
     return 0
 

@@ -449,13 +449,20 @@ def test_onnx_parity_transformer_with_padding_mask(tmp_path):
 # ---------------------------------------------------------------- optional: MLflow, GPU
 
 def test_mlflow_mirror(tmp_path):
-    mlflow = pytest.importorskip("mlflow")
+    "Metrics mirrored to an MLflow SQLite store equal metrics.parquet; a resumed run logs into the same MLflow run."
+    import mlflow      # a dev dependency (the `mlflow` extra): the test runs wherever `make test` does
     x, y = toy(64)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     Trainer(mlp(), mse, data(x, y, 16), data(x, y, 32), cfg(epochs=1), tmp_path / "run", mlflow_uri=uri).fit()
     run_id = (tmp_path / "run/mlflow_run_id").read_text()
+    with pytest.warns(UserWarning, match="differs in"):         # a second epoch on top of the first
+        Trainer(mlp(), mse, data(x, y, 16), data(x, y, 32), cfg(epochs=2), tmp_path / "run", resume=True, mlflow_uri=uri).fit()
+    assert (tmp_path / "run/mlflow_run_id").read_text() == run_id
     hist = mlflow.tracking.MlflowClient(uri).get_metric_history(run_id, "val/loss")
-    assert len(hist) == 1
+    parquet = [(s, v) for s, e, split, n, v in metric_rows(tmp_path / "run") if split == "val" and n == "loss"]
+    got = sorted((m.step, m.value) for m in hist)
+    assert len(parquet) == 2 and [s for s, _ in got] == [s for s, _ in parquet]
+    assert [v for _, v in got] == pytest.approx([v for _, v in parquet])
 
 
 @pytest.mark.gpu

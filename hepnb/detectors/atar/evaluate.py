@@ -64,7 +64,7 @@ def evaluate_pion_stop(base: Dataset, pred: Dataset, impl: str, n_boot: int = 10
             for i, a in enumerate("xyz"):
                 cov[a] = M.quantile_coverage(t[:, i], lo[:, i], hi[:, i])
                 rows.append(_row("atar.pion_stop", impl, f"coverage_16_84_{a}", cov[a], None, "0.68", len(t)))
-    return rows, {"residual": res, "error3d": d3, "truth": t[ok], "coverage": cov}
+    return rows, {"residual": res, "error3d": d3, "truth": t[ok], "coverage": cov, "n_pileup": _col(base, "n_pileup")[ok]}
 
 def evaluate_event(base: Dataset, pred: Dataset, impl: str, efficiency: float = 0.95) -> tuple[list[dict], dict]:
     "ROC, AUC and π→μ→e misidentification at fixed π→eν efficiency."
@@ -109,7 +109,7 @@ def evaluate_positron_angle(base: Dataset, pred: Dataset, impl: str, n_boot: int
     if np.isfinite(lo[ok]).all() and ok.any():
         cov = M.quantile_coverage(ang[ok], lo[ok], hi[ok])
         rows.append(_row("atar.positron_angle", impl, "coverage_16_84", cov, None, "0.68", ok.sum()))
-    return rows, {"angle": ang[ok], "cos_theta_true": u_true[ok, 2], "coverage": cov,
+    return rows, {"angle": ang[ok], "cos_theta_true": u_true[ok, 2], "energy": _col(base, "positron_energy")[ok], "coverage": cov,
                   "q": np.stack([lo, _col(pred, "pred_positron_angle_q50").astype(float), hi], 1)[ok]}
 
 def evaluate_endpoints(base: Dataset, pred: Dataset, impl: str, n_boot: int = 100) -> tuple[list[dict], dict]:

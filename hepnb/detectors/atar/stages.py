@@ -13,9 +13,9 @@ from ...schema import Column
 from ...stage import StageImpl, StageSpec
 
 # %% auto #0
-__all__ = ['HIT_INPUTS', 'GROUP_CLASSIFIER', 'PION_STOP', 'EVENT_CLASSIFIER', 'HIT_SPLITTER', 'POSITRON_ANGLE', 'ENDPOINTS',
-           'PATTERN_FINDER', 'CLASSICAL', 'Hits', 'GroupRules', 'BraggPeakStop', 'PromptEnergy', 'HitRules', 'LineFit',
-           'TrackEnds', 'components', 'Proximity']
+__all__ = ['HIT_INPUTS', 'GROUP_CLASSIFIER', 'PION_STOP', 'EVENT_CLASSIFIER', 'HIT_SPLITTER', 'ENDPOINTS', 'POSITRON_ANGLE',
+           'PATTERN_FINDER', 'CLASSICAL', 'Hits', 'GroupRules', 'BraggPeakStop', 'PromptEnergy', 'HitRules',
+           'TrackEnds', 'LineFit', 'components', 'Proximity']
 
 # %% ../../../nbs/40_atar_stages.ipynb #f52bc7f8
 class Hits:
@@ -37,11 +37,19 @@ class Hits:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.t.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
 
+    def stop(self) -> np.ndarray:
+        "The predicted pion stop of each event (n_events × 3; NaN where the stage found none)."
+        return np.stack([self.t.column(f"pred_pion_stop_{a}").to_numpy(zero_copy_only=False).astype(float) for a in "xyz"], 1)
+
+    def from_point(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        "Each hit's offset from its event's point `p` (n_events × 3): (measured coordinate − p's x or y by view, z − p's z)."
+        p = p[self.event]
+        du = self["hits_coord"].astype(float) - np.where(self["hits_strip_type"] == 0, p[:, 0], p[:, 1])
+        return du, self["hits_z"].astype(float) - p[:, 2]
+
     def from_stop(self) -> tuple[np.ndarray, np.ndarray]:
-        "Each hit's offset from its event's predicted pion stop: (measured coordinate − stop x or y by view, z − stop z)."
-        stop = {a: self.t.column(f"pred_pion_stop_{a}").to_numpy(zero_copy_only=False).astype(float)[self.event] for a in "xyz"}
-        du = self["hits_coord"].astype(float) - np.where(self["hits_strip_type"] == 0, stop["x"], stop["y"])
-        return du, self["hits_z"].astype(float) - stop["z"]
+        "Each hit's offset from its event's predicted pion stop (`from_point` of `stop`)."
+        return self.from_point(self.stop())
 
     def group_lists(self, values: np.ndarray | None = None, dtype=np.float32) -> pa.Array:
         "Per-group values as a list column over each event's groups; non-finite values (or `None`: all) become null."
@@ -232,63 +240,6 @@ class HitRules(StageImpl):
         lists = lambda v: pa.ListArray.from_arrays(offs, pa.array(v.astype(np.float32)))
         return pa.table({"hits_p_pion": lists(pion), "hits_p_muon": lists(muon), "hits_p_mip": lists(mip)})
 
-# %% ../../../nbs/40_atar_stages.ipynb #6bcf7e8a
-POSITRON_ANGLE = StageSpec(
-    "atar.positron_angle", inputs=HIT_INPUTS, upstream=("atar.pion_stop",),
-    truth_inputs={"atar.pion_stop": {"pred_pion_stop_x": "pion_stop_x", "pred_pion_stop_y": "pion_stop_y",
-                                     "pred_pion_stop_z": "pion_stop_z"}},
-    outputs=(*(Column(f"pred_positron_u{a}", "event", pa.float32(), doc=f"unit direction, {a}", nullable=True) for a in "xyz"),
-             *(Column(f"pred_positron_angle_q{q}", "event", pa.float32(), "rad", f"{q} % quantile of the opening angle to the truth",
-                      nullable=True) for q in (16, 50, 84))),
-    doc="positron direction (unit vector) with quantiles of its angular error")
-
-@dataclass
-class LineFit(StageImpl):
-    "Positron direction from straight-line fits through the stop point, per view, to the MIP hits near it."
-    delay: float = 1.0           # ns after the stop: outside the pion's pulse
-    mip_max: float = 0.25        # MeV: larger deposits are pion or muon
-    reach: float = 1.5           # mm: the positron's group must come this close to the stop
-    flat: float = 0.3            # mm: hits spanning less than this in z are taken as an in-plane track
-    spec = POSITRON_ANGLE
-    kind = "classical"
-    name = "line-fit"
-
-    def parameters(self): return asdict(self)
-
-    def predict(self, t: pa.Table) -> pa.Table:
-        h = Hits(t); n = h.n_events; G = int(h.group_offsets[-1])
-        du, dz = h.from_stop()
-        st, tt, e = h["hits_strip_type"], h["hits_time"].astype(float), h["hits_edep"].astype(float)
-        cand = (tt > self.delay) & (e < self.mip_max) & np.isfinite(du) & np.isfinite(dz)
-        # the positron's group: the candidate group that comes closest to the stop (ties: the earlier one)
-        reach = np.where(cand, np.maximum(np.abs(du), np.abs(dz)), np.inf)
-        gmin = _min(h.group, reach, G, np.inf)
-        gtime = _min(h.group, np.where(cand, tt, np.inf), G, np.inf)
-        ge = np.repeat(np.arange(n), h.n_groups)
-        order = np.lexsort((gtime, gmin, ge))
-        first = np.r_[True, ge[order][1:] != ge[order][:-1]] if G else np.zeros(0, bool)
-        best = np.full(n, -1); best[ge[order][first]] = order[first]
-        best[~(_min(ge, gmin, n, np.inf) < self.reach)] = -1
-        sel = cand & (h.group == best[h.event])
-        ev = h.event[sel]; du, dz, sv = du[sel], dz[sel], st[sel]
-        slope, inplane = {}, {}
-        for view, a in ((0, "x"), (1, "y")):
-            m = sv == view
-            szz = _sum(ev[m], dz[m] ** 2, n)
-            slope[a] = np.where(szz > 0, _sum(ev[m], du[m] * dz[m], n) / np.where(szz > 0, szz, 1), 0.0)
-            inplane[a] = _sum(ev[m], du[m], n) / np.maximum(_sum(ev[m], np.ones(m.sum()), n), 1)
-        span = _max(ev, dz, n, -np.inf) - _min(ev, dz, n, np.inf)
-        side = np.sign(_sum(ev, dz, n))
-        d = np.stack([slope["x"] * side, slope["y"] * side, side], 1)
-        flat = ~(span > self.flat)
-        d[flat] = np.stack([inplane["x"], inplane["y"], np.zeros(n)], 1)[flat]
-        norm = np.linalg.norm(d, axis=1)
-        ok = (best >= 0) & (norm > 0)
-        d = d / np.where(norm > 0, norm, 1)[:, None]
-        cols = {f"pred_positron_u{a}": pa.array(d[:, i].astype(np.float32), mask=~ok) for i, a in enumerate("xyz")}
-        for q in (16, 50, 84): cols[f"pred_positron_angle_q{q}"] = pa.nulls(n, pa.float32())
-        return pa.table(cols)
-
 # %% ../../../nbs/40_atar_stages.ipynb #c7ff5aee
 ENDPOINTS = StageSpec(
     "atar.endpoints", inputs=HIT_INPUTS, upstream=("atar.group_classifier", "atar.pion_stop"),
@@ -337,6 +288,91 @@ class TrackEnds(StageImpl):
                 cols[f"pred_group_{name}_{a}"] = h.group_lists(v[:, i])
                 for q in ("_q16", "_q84"): cols[f"pred_group_{name}_{a}{q}"] = h.group_lists()   # no spread: null
         return pa.table(cols)
+
+# %% ../../../nbs/40_atar_stages.ipynb #6bcf7e8a
+POSITRON_ANGLE = StageSpec(
+    "atar.positron_angle", inputs=HIT_INPUTS, upstream=("atar.group_classifier", "atar.pion_stop", "atar.endpoints"),
+    truth_inputs={**HIT_SPLITTER.truth_inputs,
+                  "atar.endpoints": {f"pred_group_{e}_{a}": f"group_{e}_{a}" for e in ("start", "end") for a in "xyz"}},
+    outputs=(*(Column(f"pred_positron_u{a}", "event", pa.float32(), doc=f"unit direction, {a}", nullable=True) for a in "xyz"),
+             *(Column(f"pred_positron_angle_q{q}", "event", pa.float32(), "rad", f"{q} % quantile of the opening angle to the truth",
+                      nullable=True) for q in (16, 50, 84))),
+    doc="positron direction (unit vector) with quantiles of its angular error")
+
+@dataclass
+class LineFit(StageImpl):
+    "Positron direction from straight-line fits, per view, through the decay vertex to the MIP hits near it."
+    delay: float = 1.0           # ns after the stop: outside the pion's pulse
+    mip_max: float = 0.25        # MeV: larger deposits are pion or muon
+    muon_reach: float = 1.0      # mm: a muon group starts this close to the pion stop (its range 0.78 mm plus a strip)
+    muon_window: float = 150.0   # ns after the stop in which the muon group starts (99.7 % of π decays; keeps pile-up muons out)
+    reach: float = 1.5           # mm: the positron's group must come this close to the vertex
+    flat: float = 0.3            # mm: hits spanning less than this in z are taken as an in-plane track
+    spec = POSITRON_ANGLE
+    kind = "classical"
+    name = "line-fit"
+
+    def parameters(self): return asdict(self)
+
+    def decay_vertex(self, h: Hits) -> tuple[np.ndarray, np.ndarray]:
+        """Where the positron starts, per event (n × 3), and the global id of the muon group used (-1: none):
+        the end of the earliest muon group (classified muon only) that starts within `muon_window`
+        after the stop and within `muon_reach` of it, else the pion stop."""
+        n, G = h.n_events, int(h.group_offsets[-1])
+        stop = h.stop()
+        start = np.stack([h.group_values(f"pred_group_start_{a}").astype(float) for a in "xyz"], 1)
+        end = np.stack([h.group_values(f"pred_group_end_{a}").astype(float) for a in "xyz"], 1)
+        lab = {k: h.group_values(f"group_p_{k}").astype(float) > 0.5 for k in ("pion", "muon", "mip")}
+        muon = lab["muon"] & ~lab["pion"] & ~lab["mip"]
+        gtime = _min(h.group, h["hits_time"].astype(float), G, np.inf)
+        dist = np.nan_to_num(np.linalg.norm(start - stop[h.group_event], axis=1), nan=np.inf)
+        score = np.where(muon & (gtime > self.delay) & (gtime < self.muon_window) & (dist < self.muon_reach) & np.isfinite(end).all(1), gtime, np.inf)
+        order = np.lexsort((score, h.group_event))
+        first = np.r_[True, h.group_event[order][1:] != h.group_event[order][:-1]] if G else np.zeros(0, bool)
+        mu = np.full(n, -1); mu[h.group_event[order][first]] = order[first]
+        mu[mu >= 0] = np.where(np.isfinite(score[mu[mu >= 0]]), mu[mu >= 0], -1)
+        vertex = stop.copy()
+        vertex[mu >= 0] = end[mu[mu >= 0]]
+        return vertex, mu
+
+    def predict(self, t: pa.Table) -> pa.Table:
+        h = Hits(t); n = h.n_events; G = int(h.group_offsets[-1])
+        vertex, mu = self.decay_vertex(h)
+        du, dz = h.from_point(vertex)
+        st, tt, e = h["hits_strip_type"], h["hits_time"].astype(float), h["hits_edep"].astype(float)
+        after = np.full(n, self.delay)                        # after the pion pulse, and after the muon when there is one
+        after[mu >= 0] = _min(h.group, tt, G, np.inf)[mu[mu >= 0]]
+        after = after[h.event]
+        cand = (tt > after) & (h.group != mu[h.event]) & (e < self.mip_max) & np.isfinite(du) & np.isfinite(dz)
+        # the positron's group: the candidate group that comes closest to the vertex (ties: the earlier one)
+        reach = np.where(cand, np.maximum(np.abs(du), np.abs(dz)), np.inf)
+        gmin = _min(h.group, reach, G, np.inf)
+        gtime = _min(h.group, np.where(cand, tt, np.inf), G, np.inf)
+        ge = h.group_event
+        order = np.lexsort((gtime, gmin, ge))
+        first = np.r_[True, ge[order][1:] != ge[order][:-1]] if G else np.zeros(0, bool)
+        best = np.full(n, -1); best[ge[order][first]] = order[first]
+        best[~(_min(ge, gmin, n, np.inf) < self.reach)] = -1
+        sel = cand & (h.group == best[h.event])
+        ev = h.event[sel]; du, dz, sv = du[sel], dz[sel], st[sel]
+        slope, inplane = {}, {}
+        for view, a in ((0, "x"), (1, "y")):
+            m = sv == view
+            szz = _sum(ev[m], dz[m] ** 2, n)
+            slope[a] = np.where(szz > 0, _sum(ev[m], du[m] * dz[m], n) / np.where(szz > 0, szz, 1), 0.0)
+            inplane[a] = _sum(ev[m], du[m], n) / np.maximum(_sum(ev[m], np.ones(m.sum()), n), 1)
+        span = _max(ev, dz, n, -np.inf) - _min(ev, dz, n, np.inf)
+        side = np.sign(_sum(ev, dz, n))
+        d = np.stack([slope["x"] * side, slope["y"] * side, side], 1)
+        flat = ~(span > self.flat)
+        d[flat] = np.stack([inplane["x"], inplane["y"], np.zeros(n)], 1)[flat]
+        norm = np.linalg.norm(d, axis=1)
+        ok = (best >= 0) & (norm > 0)
+        d = d / np.where(norm > 0, norm, 1)[:, None]
+        cols = {f"pred_positron_u{a}": pa.array(d[:, i].astype(np.float32), mask=~ok) for i, a in enumerate("xyz")}
+        for q in (16, 50, 84): cols[f"pred_positron_angle_q{q}"] = pa.nulls(n, pa.float32())
+        return pa.table(cols)
+
 
 # %% ../../../nbs/40_atar_stages.ipynb #66a1de6d
 PATTERN_FINDER = StageSpec(

@@ -28,8 +28,8 @@ ModelConfig = AtarModelConfig   # the CLI builds its options from this
 
 def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | os.PathLike, *,
                model: AtarModelConfig | None = None, train: TrainConfig | None = None, batch_size: int = 64,
-               num_workers: int = 0, resume: bool = False) -> dict:
-    "Train the ATAR model of `task` on `dataset`; return the final metrics."
+               num_workers: int = 0, resume: bool = False, mlflow_uri: str | None = None) -> dict:
+    "Train the ATAR model of `task` on `dataset`; return the final metrics (mirrored to MLflow at `mlflow_uri` if given)."
     if task not in TASKS: raise HepnbError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})", where="task")
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
     mc = model or AtarModelConfig(task=task)
@@ -48,7 +48,7 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
         tc = dataclasses.replace(tc, max_steps=max(1, per_epoch * tc.epochs))
     torch.manual_seed(tc.seed)
     net = AtarModel(mc)
-    return Trainer(net, loss, epoch_data(tl), epoch_data(vl), tc, run_dir, resume=resume).fit()
+    return Trainer(net, loss, epoch_data(tl), epoch_data(vl), tc, run_dir, resume=resume, mlflow_uri=mlflow_uri).fit()
 
 def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu") -> AtarModel:
     "The trained model of a run folder (EMA weights when the run kept them), in eval mode."
