@@ -43,8 +43,10 @@ def _add_dataclass_options(p: argparse.ArgumentParser, cls, prefix: str = "", sk
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         opt = "--" + f.name.replace("_", "-")
         dest = f"cfg:{prefix}{f.name}"
-        if t is bool: p.add_argument(opt, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=f"(default: {default})")
-        else: p.add_argument(opt, dest=dest, type=t, default=None, metavar=t.__name__.upper(), help=f"(default: {default})")
+        # SUPPRESS: an option not given leaves no attribute (the dataclass default applies) and no "(default: None)" in --help
+        kw = dict(dest=dest, default=argparse.SUPPRESS, help=f"(default: {default})")
+        if t is bool: p.add_argument(opt, action=argparse.BooleanOptionalAction, **kw)
+        else: p.add_argument(opt, type=t, metavar=t.__name__.upper(), **kw)
 
 def _config_from_args(cls, args, prefix: str = "cfg:") -> object:
     "Build the config dataclass from the generated options (unset options keep their defaults)."
