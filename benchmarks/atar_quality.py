@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/quality"))
+    ap.add_argument("--eval-only", action="store_true",
+                    help="evaluate the run folders already in --out (no training): e.g. after a change of the classical chain")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     tasks = a.tasks.split(",")
@@ -59,14 +61,15 @@ def main():
     speed, sizes, preds = [], {}, {}
     for task in tasks:
         run = a.out / f"run-{task}"
-        if run.exists():
-            import shutil; shutil.rmtree(run)
         t0 = time.time()
-        tc = TrainConfig(epochs=a.epochs, lr=a.lr, warmup_steps=100, ema_decay=a.ema_decay, grad_clip=1.0, device=a.device,
-                         log_every=100, seed=0)
-        train_task(task, train, run, model=AtarModelConfig(task=task, d_model=a.d_model, n_layers=a.n_layers),
-                   train=tc, batch_size=a.batch_size)
-        t_train = time.time() - t0
+        if not a.eval_only:
+            if run.exists():
+                import shutil; shutil.rmtree(run)
+            tc = TrainConfig(epochs=a.epochs, lr=a.lr, warmup_steps=100, ema_decay=a.ema_decay, grad_clip=1.0, device=a.device,
+                             log_every=100, seed=0)
+            train_task(task, train, run, model=AtarModelConfig(task=task, d_model=a.d_model, n_layers=a.n_layers),
+                       train=tc, batch_size=a.batch_size)
+        t_train = time.time() - t0 if not a.eval_only else float("nan")
         m = pq.read_table(run / "metrics.parquet").to_pandas()
         ep = m[m.split == "epoch"]
         eps = ep[ep.name == "events_per_s"].value.median()
@@ -107,9 +110,23 @@ def main():
         fmt = lambda r: f"{r['value']:.4g}" + (f" ± {r['error']:.2g}" if r["error"] is not None else "")
         better = ml["value"] > cl["value"] if ml["better"] == "higher" else ml["value"] < cl["value"]
         print(f"| {stage} | {metric} | {fmt(ml)} | {fmt(cl)} | {'yes' if better else 'NO'} |")
-    extra = [r for r in rows if "coverage" in r["metric"] or r["metric"].startswith(("auc", "pair_auc", "event_all", "sigma68", "misid_at_95_upper"))]
+    extra = [r for r in rows if "coverage" in r["metric"] or r["metric"].startswith(("auc", "pair_auc", "event_all", "sigma68",
+                                                                                     "misid_at_95_upper", "angle_68_", "failed"))]
     print("\n| stage | implementation | metric | value |\n|---|---|---|---:|")
     for r in extra: print(f"| {r['stage']} | {r['implementation']} | {r['metric']} | {r['value']:.4g} |")
+    if ("atar.positron_angle", "ml") in preds:      # the line fit answers fewer events: compare on those both answer
+        ang = {}
+        for impl in ("ml", "classical"):
+            u = np.stack([preds["atar.positron_angle", impl].read([f"pred_positron_u{c}"]).column(0).to_numpy(zero_copy_only=False)
+                          for c in "xyz"], 1).astype(float)
+            p = np.stack([test.read([f"positron_p{c}"]).column(0).to_numpy() for c in "xyz"], 1).astype(float)
+            ang[impl] = np.arccos(np.clip((u * p).sum(1) / np.linalg.norm(p, axis=1), -1, 1))
+        seen = test.read(["positron_time"]).column(0).to_numpy() < float(test.manifest["producer"]["parameters"].get("window_end", 700.0))
+        both = seen & np.isfinite(ang["ml"]) & np.isfinite(ang["classical"])
+        only_ml = seen & np.isfinite(ang["ml"]) & ~np.isfinite(ang["classical"])
+        q = lambda v: f"{np.quantile(v, 0.68):.4f}" if len(v) else "-"
+        print(f"\npositron angle, 68 % on the {both.sum()} events both answer: ML {q(ang['ml'][both])} rad, classical "
+              f"{q(ang['classical'][both])} rad; ML on the {only_ml.sum()} the line fit cannot do: {q(ang['ml'][only_ml])} rad")
     print("\n| task | train time s | train events/s | data-wait fraction | inference events/s | parameters |")
     print("|---|---:|---:|---:|---:|---:|")
     for task, tt, eps, wait, ieps in speed:

@@ -478,6 +478,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                    'hepnb/detectors/atar/stages.py'),
                                              'hepnb.detectors.atar.stages.TrackEnds.predict': ( 'atar_stages.html#trackends.predict',
                                                                                                 'hepnb/detectors/atar/stages.py'),
+                                             'hepnb.detectors.atar.stages._first_group': ( 'atar_stages.html#_first_group',
+                                                                                           'hepnb/detectors/atar/stages.py'),
                                              'hepnb.detectors.atar.stages._max': ( 'atar_stages.html#_max',
                                                                                    'hepnb/detectors/atar/stages.py'),
                                              'hepnb.detectors.atar.stages._min': ( 'atar_stages.html#_min',

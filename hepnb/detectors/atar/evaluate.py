@@ -104,6 +104,10 @@ def evaluate_positron_angle(base: Dataset, pred: Dataset, impl: str, n_boot: int
     rows = [_row("atar.positron_angle", impl, "angle_68", v, e, "lower", ok.sum()),
             _row("atar.positron_angle", impl, "angle_median", float(np.median(ang[ok])), None, "lower", ok.sum()),
             _row("atar.positron_angle", impl, "failed_fraction", 1 - found[seen].mean(), None, "lower", seen.sum())]
+    mode = _col(base, "decay_mode")
+    for m, name in ((1, "pienu"), (0, "pimue")):      # π→eν positrons start at the pion stop, π→μ→e ones at the muon's end
+        s = ok & (mode == m)
+        if s.sum() >= 10: rows.append(_row("atar.positron_angle", impl, f"angle_68_{name}", q68(ang[s]), None, "lower", s.sum()))
     cov = None
     lo, hi = _col(pred, "pred_positron_angle_q16").astype(float), _col(pred, "pred_positron_angle_q84").astype(float)
     if np.isfinite(lo[ok]).all() and ok.any():

@@ -78,6 +78,12 @@ def _min(idx, v, n, fill):
     out = np.full(n, fill, dtype=np.asarray(v).dtype); np.minimum.at(out, idx, v); return out
 def _max(idx, v, n, fill):
     out = np.full(n, fill, dtype=np.asarray(v).dtype); np.maximum.at(out, idx, v); return out
+def _first_group(group_event, n, *keys):
+    "Per event, the global id of the group that sorts first by `keys` (the first key primary); -1: no groups."
+    order = np.lexsort((*keys[::-1], group_event))
+    first = np.r_[True, group_event[order][1:] != group_event[order][:-1]] if len(order) else np.zeros(0, bool)
+    best = np.full(n, -1); best[group_event[order][first]] = order[first]
+    return best
 
 # %% ../../../nbs/40_atar_stages.ipynb #e8ffb552
 HIT_INPUTS = ("hits_coord", "hits_z", "hits_edep", "hits_strip_type", "hits_time", "hits_time_group", "hits_plane")
@@ -142,12 +148,8 @@ class BraggPeakStop(StageImpl):
         gtime = _min(h.group, h["hits_time"].astype(float), G, np.inf)
         # the triggered pion's group: a pion group, the one closest to t = 0
         score = np.where(p_pion > self.pion_threshold, np.abs(gtime), np.inf)
-        best = np.full(n, -1); best_score = np.full(n, np.inf)
-        order = np.lexsort((score, np.repeat(np.arange(n), h.n_groups)))
-        ge = np.repeat(np.arange(n), h.n_groups)[order]
-        first = np.r_[True, ge[1:] != ge[:-1]] if len(ge) else np.zeros(0, bool)
-        best[ge[first]] = order[first]; best_score[ge[first]] = score[order[first]]
-        best[~np.isfinite(best_score)] = -1
+        best = _first_group(h.group_event, n, score)
+        best[best >= 0] = np.where(np.isfinite(score[best[best >= 0]]), best[best >= 0], -1)
         sel = h.group == best[h.event]
         z, st, e, u = h["hits_z"].astype(float), h["hits_strip_type"], h["hits_edep"].astype(float), h["hits_coord"].astype(float)
         out = {}
@@ -327,9 +329,7 @@ class LineFit(StageImpl):
         gtime = _min(h.group, h["hits_time"].astype(float), G, np.inf)
         dist = np.nan_to_num(np.linalg.norm(start - stop[h.group_event], axis=1), nan=np.inf)
         score = np.where(muon & (gtime > self.delay) & (gtime < self.muon_window) & (dist < self.muon_reach) & np.isfinite(end).all(1), gtime, np.inf)
-        order = np.lexsort((score, h.group_event))
-        first = np.r_[True, h.group_event[order][1:] != h.group_event[order][:-1]] if G else np.zeros(0, bool)
-        mu = np.full(n, -1); mu[h.group_event[order][first]] = order[first]
+        mu = _first_group(h.group_event, n, score)
         mu[mu >= 0] = np.where(np.isfinite(score[mu[mu >= 0]]), mu[mu >= 0], -1)
         vertex = stop.copy()
         vertex[mu >= 0] = end[mu[mu >= 0]]
@@ -348,11 +348,8 @@ class LineFit(StageImpl):
         reach = np.where(cand, np.maximum(np.abs(du), np.abs(dz)), np.inf)
         gmin = _min(h.group, reach, G, np.inf)
         gtime = _min(h.group, np.where(cand, tt, np.inf), G, np.inf)
-        ge = h.group_event
-        order = np.lexsort((gtime, gmin, ge))
-        first = np.r_[True, ge[order][1:] != ge[order][:-1]] if G else np.zeros(0, bool)
-        best = np.full(n, -1); best[ge[order][first]] = order[first]
-        best[~(_min(ge, gmin, n, np.inf) < self.reach)] = -1
+        best = _first_group(h.group_event, n, gmin, gtime)
+        best[~(_min(h.group_event, gmin, n, np.inf) < self.reach)] = -1
         sel = cand & (h.group == best[h.event])
         ev = h.event[sel]; du, dz, sv = du[sel], dz[sel], st[sel]
         slope, inplane = {}, {}
