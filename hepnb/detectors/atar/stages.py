@@ -79,10 +79,12 @@ def _min(idx, v, n, fill):
 def _max(idx, v, n, fill):
     out = np.full(n, fill, dtype=np.asarray(v).dtype); np.maximum.at(out, idx, v); return out
 def _first_group(group_event, n, *keys):
-    "Per event, the global id of the group that sorts first by `keys` (the first key primary); -1: no groups."
+    "Per event, the global id of the group that sorts first by `keys` (the first key primary); -1: no group with a finite first key."
     order = np.lexsort((*keys[::-1], group_event))
     first = np.r_[True, group_event[order][1:] != group_event[order][:-1]] if len(order) else np.zeros(0, bool)
     best = np.full(n, -1); best[group_event[order][first]] = order[first]
+    found = best >= 0
+    best[found] = np.where(np.isfinite(keys[0][best[found]]), best[found], -1)
     return best
 
 # %% ../../../nbs/40_atar_stages.ipynb #e8ffb552
@@ -149,7 +151,6 @@ class BraggPeakStop(StageImpl):
         # the triggered pion's group: a pion group, the one closest to t = 0
         score = np.where(p_pion > self.pion_threshold, np.abs(gtime), np.inf)
         best = _first_group(h.group_event, n, score)
-        best[best >= 0] = np.where(np.isfinite(score[best[best >= 0]]), best[best >= 0], -1)
         sel = h.group == best[h.event]
         z, st, e, u = h["hits_z"].astype(float), h["hits_strip_type"], h["hits_edep"].astype(float), h["hits_coord"].astype(float)
         out = {}
@@ -330,7 +331,6 @@ class LineFit(StageImpl):
         dist = np.nan_to_num(np.linalg.norm(start - stop[h.group_event], axis=1), nan=np.inf)
         score = np.where(muon & (gtime > self.delay) & (gtime < self.muon_window) & (dist < self.muon_reach) & np.isfinite(end).all(1), gtime, np.inf)
         mu = _first_group(h.group_event, n, score)
-        mu[mu >= 0] = np.where(np.isfinite(score[mu[mu >= 0]]), mu[mu >= 0], -1)
         vertex = stop.copy()
         vertex[mu >= 0] = end[mu[mu >= 0]]
         return vertex, mu
