@@ -116,10 +116,10 @@ def main():
     for r in extra: print(f"| {r['stage']} | {r['implementation']} | {r['metric']} | {r['value']:.4g} |")
     if ("atar.positron_angle", "ml") in preds:      # the line fit answers fewer events: compare on those both answer
         ang = {}
+        p = np.stack([test.read([f"positron_p{c}"]).column(0).to_numpy() for c in "xyz"], 1).astype(float)
         for impl in ("ml", "classical"):
             u = np.stack([preds["atar.positron_angle", impl].read([f"pred_positron_u{c}"]).column(0).to_numpy(zero_copy_only=False)
                           for c in "xyz"], 1).astype(float)
-            p = np.stack([test.read([f"positron_p{c}"]).column(0).to_numpy() for c in "xyz"], 1).astype(float)
             ang[impl] = np.arccos(np.clip((u * p).sum(1) / np.linalg.norm(p, axis=1), -1, 1))
         seen = test.read(["positron_time"]).column(0).to_numpy() < float(test.manifest["producer"]["parameters"].get("window_end", 700.0))
         both = seen & np.isfinite(ang["ml"]) & np.isfinite(ang["classical"])

@@ -99,7 +99,7 @@ def test_positron_line_fit(chain, tmp_path):
     """The classical positron direction: a unit vector, 68 % within 0.06 rad of the truth for π→eν and 0.15 rad for
     π→μ→e — a Michel positron starts at the muon's end, and a line forced through the pion stop there points
     anywhere (1.5 rad); the fit's vertex is the end of the muon found upstream."""
-    base, gc, ps, d = chain
+    base, gc, ps, _ = chain
     ep = run_stage(TrackEnds(), base, tmp_path / "ep", upstream={"atar.group_classifier": gc, "atar.pion_stop": ps})
     pa_ = run_stage(LineFit(), base, tmp_path / "pa", upstream={"atar.group_classifier": gc, "atar.pion_stop": ps, "atar.endpoints": ep})
     assert set(pa_.manifest["producer"]["upstream"]) == {"atar.group_classifier", "atar.pion_stop", "atar.endpoints"}
