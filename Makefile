@@ -38,9 +38,10 @@ nbtest: install
 pytest: install
 	$(BIN)/python -m pytest
 
-## JupyterLab on 127.0.0.1 with a token (printed in the log).
+## JupyterLab on 127.0.0.1. The token comes from $$HEPNB_LAB_TOKEN or the file $$HEPNB_LAB_TOKEN_FILE (default
+## ~/.config/hepnb/lab-token, made once, mode 600), never from the command line; no token, no start.
 lab: install
-	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 --port $(LAB_PORT) --IdentityProvider.token=$${HEPNB_LAB_TOKEN:-$$(openssl rand -hex 16)}
+	$(BIN)/hepnb lab --port $(LAB_PORT)
 
 bench: install
 	$(BIN)/python benchmarks/bench_simulation.py

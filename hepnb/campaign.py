@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from .core import HepnbError, atomic_write_text, sha256_file
-from .settings import load_settings
+from .core import HepnbError, atomic_write_text, sha256_file, yaml_problem
+from .report import check_parameters
+from .settings import load_settings, slurm_mem, slurm_minutes, slurm_name, slurm_time
 
 # %% auto #0
 __all__ = ['NAME_RX', 'FINAL', 'ACTIVE', 'Resources', 'Run', 'Campaign', 'read_json', 'substitute', 'load_campaign', 'write_json',
@@ -97,9 +98,6 @@ def _int_field(d, key, where, default, lo=0):
         raise _err(f"expected an integer >= {lo}, found {v!r}", f"{where}.{key}")
     return v
 
-_TIME = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$|^\d+$")
-_MEM = re.compile(r"^\d+[KMGT]?$")
-
 def _resources(d, where, base: Resources) -> Resources:
     if d is None: return base
     _check_keys(d, _RES_KEYS, where)
@@ -108,9 +106,19 @@ def _resources(d, where, base: Resources) -> Resources:
         v = getattr(r, k)
         if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k == "cpus" else 0):
             raise _err(f"expected a whole number, found {v!r}", f"{where}.{k}")
-    if r.time and not _TIME.match(r.time): raise _err(f"expected [D-]HH:MM:SS or minutes, found {r.time!r}", f"{where}.time")
-    if not _MEM.match(r.mem): raise _err(f"expected a size such as 500M or 8G, found {r.mem!r}", f"{where}.mem")
+    # these values are written into sbatch scripts: checked for form, so no value can add a line or a command
+    checks = {"mem": slurm_mem, "partition": slurm_name, "account": slurm_name}
+    if r.time: checks["time"] = slurm_time
+    for k, check in checks.items():
+        try: check(getattr(r, k))
+        except ValueError as e: raise _err(f"{e}, found {getattr(r, k)!r}", f"{where}.{k}") from None
     return r
+
+def _parameters(d, where: str) -> dict:
+    "A mapping of notebook parameters, its names and values checked as `check_parameters` does."
+    if not isinstance(d, dict): raise _err("expected a mapping of parameters", where)
+    check_parameters(d, where)
+    return d
 
 def _points(st: dict, where: str) -> list[dict]:
     "The parameter points of a stage: grid (product), zip (same lengths) or points (a list of mappings)."
@@ -122,10 +130,11 @@ def _points(st: dict, where: str) -> list[dict]:
     if mode == "points":
         if not isinstance(v, list) or not v or not all(isinstance(p, dict) for p in v):
             raise _err("expected a non-empty list of parameter mappings", w)
-        return [dict(p) for p in v]
+        return [_parameters(dict(p), f"{w}[{i}]") for i, p in enumerate(v)]
     if not isinstance(v, dict) or not v: raise _err("expected a mapping of parameter -> list of values", w)
     for k, vals in v.items():
         if not isinstance(vals, list) or not vals: raise _err(f"expected a non-empty list of values, found {vals!r}", f"{w}.{k}")
+    check_parameters({k: vals for k, vals in v.items()}, w)
     if mode == "grid": return [dict(zip(v, combo)) for combo in itertools.product(*v.values())]
     lens = {k: len(vals) for k, vals in v.items()}
     if len(set(lens.values())) > 1: raise _err(f"zip needs lists of one length, found {lens}", w)
@@ -169,7 +178,7 @@ def load_campaign(spec: str | os.PathLike, *, runs_dir: str | os.PathLike | None
     if not spec.is_file(): raise _err("campaign spec not found (a YAML file, or a campaign folder holding campaign.yaml)", spec)
     text = spec.read_text()
     try: d = yaml.safe_load(text)
-    except yaml.YAMLError as e: raise _err(f"not valid YAML: {e}", spec) from None
+    except yaml.YAMLError as e: raise _err(f"not valid YAML: {yaml_problem(e)}", spec) from None
     w = str(spec)
     _check_keys(d, _TOP_KEYS, w)
     for k in ("campaign", "stages"):
@@ -177,8 +186,7 @@ def load_campaign(spec: str | os.PathLike, *, runs_dir: str | os.PathLike | None
     name = _name(d["campaign"], f"{w}: campaign", "campaign name")
     executor = d.get("executor", "local")
     if executor not in ("local", "slurm"): raise _err(f"expected local or slurm, found {executor!r}", f"{w}: executor")
-    shared = d.get("parameters") or {}
-    if not isinstance(shared, dict): raise _err("expected a mapping of parameters", f"{w}: parameters")
+    shared = _parameters(d.get("parameters") or {}, f"{w}: parameters")
     s = load_settings()
     base_res = Resources(cpus=s.slurm.cpus_per_task, mem=s.slurm.mem, time="", gpus=s.slurm.gpus_per_node,
                          partition=s.slurm.partition, account=s.slurm.account)
@@ -204,8 +212,7 @@ def load_campaign(spec: str | os.PathLike, *, runs_dir: str | os.PathLike | None
         if isinstance(after, str): after = [after]
         for a in after:
             if a not in stages: raise _err(f"'after' names {a!r}, which is not an earlier stage (earlier: {', '.join(stages) or 'none'})", f"{sw}.after")
-        params = st.get("parameters") or {}
-        if not isinstance(params, dict): raise _err("expected a mapping of parameters", f"{sw}.parameters")
+        params = _parameters(st.get("parameters") or {}, f"{sw}.parameters")
         search = st.get("search")
         points = _points(st, sw) if search is None else []
         if search is not None and any(k in st for k in ("grid", "zip", "points")):
@@ -408,7 +415,7 @@ def _sbatch_script(c: Campaign, stage: str, runs: list[Run], log_dir: Path) -> s
     t = res.time or (str(max(1, math.ceil(r0.timeout / 60))) if r0.timeout else "")
     if t:
         lines.append(f"#SBATCH --time={t}")
-        if _minutes(t) > 5: lines.append("#SBATCH --signal=B:USR1@120")
+        if slurm_minutes(t) > 5: lines.append("#SBATCH --signal=B:USR1@120")
     if res.partition: lines.append(f"#SBATCH --partition={res.partition}")
     if res.account: lines.append(f"#SBATCH --account={res.account}")
     if res.gpus: lines.append(f"#SBATCH --gpus-per-node={res.gpus}")
@@ -420,13 +427,12 @@ def _sbatch_script(c: Campaign, stage: str, runs: list[Run], log_dir: Path) -> s
               "trap requeue USR1",
               " ".join(shlex.quote(a) for a in _worker_cmd()) + ' "$RUN" &',
               "wait $!; rc=$?; wait $! 2>/dev/null; exit $rc", ""]
+    # sbatch reads every "#SBATCH" line up to the first command: a value with a line break could add options or
+    # commands. The values are checked where they come from; this is the last guard before the file is written.
+    for line in lines:
+        if any(ord(ch) < 32 for ch in line):
+            raise HepnbError(f"refusing to write an sbatch line with a control character: {line!r}", where=log_dir)
     return "\n".join(lines)
-
-def _minutes(t: str) -> float:
-    if t.isdigit(): return float(t)
-    days, _, hms = t.rpartition("-")
-    h, m, s = (int(x) for x in hms.split(":"))
-    return (int(days or 0) * 24 + h) * 60 + m + s / 60
 
 def _sbatch(args: list[str]) -> str:
     if shutil.which("sbatch") is None: raise HepnbError("sbatch not found: the slurm executor needs a SLURM client on this host", where="executor")
@@ -581,6 +587,7 @@ def _check_search(s, where):
     if "metric" not in s or "space" not in s: raise _err("a search needs 'metric' and 'space'", where)
     if s.get("direction", "minimize") not in ("minimize", "maximize"): raise _err("direction is minimize or maximize", f"{where}.direction")
     if not isinstance(s["space"], dict) or not s["space"]: raise _err("expected a mapping of parameter -> distribution", f"{where}.space")
+    check_parameters(s["space"], f"{where}.space")
     for k, v in s["space"].items():
         kinds = [t for t in ("float", "int", "choice") if isinstance(v, dict) and t in v]
         if len(kinds) != 1: raise _err("expected {float: [low, high]}, {int: [low, high]} or {choice: [...]}", f"{where}.space.{k}")

@@ -6,12 +6,12 @@
 from __future__ import annotations
 import argparse, dataclasses, importlib, pkgutil, sys, typing
 from pathlib import Path
-from .core import HepnbError
+from .core import HepnbError, Terminated, terminate_cleanly, yaml_problem
 from .settings import load_settings
 
 # %% auto #0
 __all__ = ['HEAVY', 'build_parser', 'cmd_simulate', 'cmd_train', 'cmd_predict', 'cmd_ingest', 'cmd_convert', 'cmd_validate',
-           'cmd_report', 'cmd_campaign', 'cmd_settings', 'main']
+           'cmd_report', 'cmd_campaign', 'cmd_lab', 'cmd_settings', 'main']
 
 # %% ../nbs/20_cli.ipynb #bc5c659a
 def _detector_modules(module: str) -> dict:
@@ -64,17 +64,35 @@ def _config_from_args(cls, args, prefix: str = "cfg:") -> object:
     return cls(**nested)
 
 # %% ../nbs/20_cli.ipynb #e4854267
-def _positive(v: str) -> int:
-    i = int(v)
-    if i < 0: raise argparse.ArgumentTypeError(f"expected an integer >= 0, found {v}")
-    return i
+def _whole(lo: int):
+    "An argparse type: a whole number >= `lo`."
+    def parse(v: str) -> int:
+        try: i = int(v)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number >= {lo}, found {v!r}") from None
+        if i < lo: raise argparse.ArgumentTypeError(f"expected a whole number >= {lo}, found {v}")
+        return i
+    parse.__name__ = "int"          # argparse names the type in its messages
+    return parse
+
+_positive, _at_least_one = _whole(0), _whole(1)
+
+def _patterns(v: str) -> list[str]:
+    "Comma-separated names or shell-style wildcards."
+    out = [p.strip() for p in v.split(",") if p.strip()]
+    if not out: raise argparse.ArgumentTypeError(f"expected names or wildcards separated by commas, found {v!r}")
+    return out
+
+class _Parser(argparse.ArgumentParser):
+    "argparse with its refusals on one line (the usage is one `--help` away)."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 HEAVY = ("train", "predict")   # their options come from torch-based modules: built only when asked for
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     "The argument parser of the `hepnb` command (`command`: build that subcommand's full options)."
     from hepnb import __version__
-    ap = argparse.ArgumentParser(prog="hepnb", description="Notebook-first ML event reconstruction for particle detectors.")
+    ap = _Parser(prog="hepnb", description="Notebook-first ML event reconstruction for particle detectors.")
     ap.add_argument("--version", action="version", version=f"hepnb {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -86,7 +104,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--events", type=_positive, required=True, help="number of events")
         p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
         p.add_argument("--out", type=Path, required=True, help="output dataset folder")
-        p.add_argument("--rows-per-file", type=_positive, default=100_000, help="events per Parquet shard")
+        p.add_argument("--rows-per-file", type=_at_least_one, default=100_000, help="events per Parquet shard")
         p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
         if hasattr(mod, "DECAY_MIXES"):
             p.add_argument("--decay-mix", choices=sorted(mod.DECAY_MIXES), default=None,
@@ -103,8 +121,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         q.add_argument("task", choices=mod.TASKS, help="reconstruction task")
         q.add_argument("--dataset", type=Path, required=True, help="training dataset (train/val splits by event_id hash)")
         q.add_argument("--run-dir", type=Path, required=True, help="run folder: model.json, checkpoints, metrics.parquet")
-        q.add_argument("--batch-size", type=int, default=64)
-        q.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: settings.ini)")
+        q.add_argument("--batch-size", type=_at_least_one, default=64)
+        q.add_argument("--num-workers", type=_positive, default=None, help="DataLoader workers (default: settings.ini)")
         q.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint exactly")
         q.add_argument("--mlflow-uri", default=None, metavar="URI",
                        help="also log the metrics to this MLflow tracking store, e.g. sqlite:///runs/mlflow.db (the mlflow extra)")
@@ -133,6 +151,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output dataset folder")
     p.add_argument("--tree", default=None, help="TTree name (needed when the file has several)")
     p.add_argument("--schema", default=None, help="schema to validate against (default: detect)")
+    p.add_argument("--columns", type=_patterns, action="extend", default=None, metavar="NAMES",
+                   help="branches to read: names or wildcards, comma-separated (e.g. 'npho,*Truth'); default all")
+    p.add_argument("--exclude", type=_patterns, action="extend", default=None, metavar="NAMES",
+                   help="branches to leave out: names or wildcards (wins over --columns)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_ingest)
 
@@ -156,6 +178,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="notebook parameter (VALUE parsed as YAML)")
     p.add_argument("--hide-code", action="store_true", help="hide code cells in the HTML")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("lab", help="start JupyterLab on this machine with a token kept off the command line")
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_at_least_one, default=8888)
+    p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("settings", help="show the effective site settings and where they come from")
     p.set_defaults(func=cmd_settings)
@@ -220,7 +247,8 @@ def cmd_predict(args) -> int:
 
 def cmd_ingest(args) -> int:
     from hepnb.rootio import ingest
-    ds = ingest(args.src, args.out, tree=args.tree, schema=args.schema, overwrite=args.overwrite)
+    ds = ingest(args.src, args.out, tree=args.tree, schema=args.schema, overwrite=args.overwrite,
+                columns=args.columns, exclude=args.exclude, show_progress=True)
     s = ds.manifest.get("schema") or {}
     print(f"wrote {ds.num_rows} events ({s.get('name', 'no schema')}) to {ds.path}")
     return 0
@@ -243,7 +271,8 @@ def cmd_report(args) -> int:
     params = {}
     for k, v in args.parameter:
         try: params[k] = yaml.safe_load(v)
-        except yaml.YAMLError as e: raise HepnbError(f"parameter value is not valid YAML: {e}", where=f"-p {k}") from None
+        except yaml.YAMLError as e:
+            raise HepnbError(f"parameter value is not valid YAML: {yaml_problem(e)}", where=f"-p {k}") from None
     html = run_notebook(args.notebook, args.out, params, show_code=not args.hide_code)
     print(f"wrote {html}")
     return 0
@@ -283,6 +312,43 @@ def cmd_campaign(args) -> int:
     print(f"index: {c.reports / 'index.html'}")
     return 0 if all(r["status"] == "succeeded" for r in rows) else 1
 
+def _lab_token() -> tuple[str, dict]:
+    """The JupyterLab token and the environment that hands it to Jupyter: `HEPNB_LAB_TOKEN`, else the file
+    `HEPNB_LAB_TOKEN_FILE` (default ~/.config/hepnb/lab-token, made with a random token, mode 600). Never an argument:
+    every local user can read a process's command line."""
+    import os, secrets, stat
+    env = dict(os.environ)
+    if os.environ.get("HEPNB_LAB_TOKEN"):
+        where, token = "environment variable HEPNB_LAB_TOKEN", os.environ["HEPNB_LAB_TOKEN"].strip()
+    else:
+        path = Path(os.environ.get("HEPNB_LAB_TOKEN_FILE") or Path.home() / ".config" / "hepnb" / "lab-token")
+        where = str(path)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f: f.write(secrets.token_hex(24))
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise HepnbError(f"the token file is readable by other users (mode {stat.S_IMODE(path.stat().st_mode):o}); "
+                             "expected mode 600: chmod 600 it", where=path)
+        token = path.read_text().strip()
+    # handed over in the environment (readable by this user only), stripped: Jupyter's own JUPYTER_TOKEN_FILE
+    # reading keeps a trailing newline, which no browser sends
+    env["JUPYTER_TOKEN"] = token
+    env.pop("JUPYTER_TOKEN_FILE", None)
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise HepnbError(f"expected a token of at least 16 characters without spaces, found {len(token)} characters; "
+                         "JupyterLab does not start without authentication", where=where)
+    return where, env
+
+def cmd_lab(args) -> int:
+    import os
+    where, env = _lab_token()
+    exe = Path(sys.executable).parent / "jupyter-lab"
+    cmd = [str(exe), "--no-browser", f"--ip={args.ip}", f"--port={args.port}"]
+    if os.geteuid() == 0: cmd.append("--allow-root")      # CI machines and containers run as root
+    print(f"hepnb lab: token from {where}; open http://{args.ip}:{args.port}/lab and paste it", flush=True)
+    os.execve(exe, cmd, env)
+
 def cmd_settings(args) -> int:
     s = load_settings()
     print(f"# settings file: {s.source or '(none found; built-in defaults)'}")
@@ -294,12 +360,16 @@ def cmd_settings(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `hepnb` command."
     try:
-        load_settings()                        # a bad settings.ini is refused by every command
-        argv = sys.argv[1:] if argv is None else argv
-        command = next((a for a in argv if not a.startswith("-")), None)
-        ap = build_parser(command if command in HEAVY else None)
-        args = ap.parse_args(argv)
-        return args.func(args)
+        # SIGTERM / SIGHUP (SLURM's time limit and scancel, a closed terminal) unwind like Ctrl-C: writers clean up
+        with terminate_cleanly():
+            load_settings()                        # a bad settings.ini is refused by every command
+            argv = sys.argv[1:] if argv is None else argv
+            command = next((a for a in argv if not a.startswith("-")), None)
+            ap = build_parser(command if command in HEAVY else None)
+            args = ap.parse_args(argv)
+            return args.func(args)
+    except Terminated as e:
+        print(f"hepnb: {e}; nothing was left half-written", file=sys.stderr); return 128 + e.signum
     except HepnbError as e:
         print(f"hepnb: error: {e}", file=sys.stderr); return 2
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:

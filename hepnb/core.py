@@ -4,19 +4,30 @@
 
 # %% ../nbs/00_core.ipynb #d9094253
 from __future__ import annotations
-import contextlib, hashlib, os, random, shutil, sys, tempfile, uuid
+import contextlib, glob, hashlib, os, random, shutil, signal, socket, sys, tempfile, threading, uuid
 from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['HepnbError', 'atomic_write_bytes', 'atomic_write_text', 'atomic_dir', 'sha256_file', 'seed_everything', 'progress']
+__all__ = ['HepnbError', 'yaml_problem', 'atomic_write_bytes', 'atomic_write_text', 'Terminated', 'terminate_cleanly',
+           'output_lock', 'atomic_output', 'sha256_file', 'seed_everything', 'progress']
 
 # %% ../nbs/00_core.ipynb #ef6875bb
 class HepnbError(Exception):
-    "A user-facing error: what was expected, what was found, and where (file, column, key)."
+    "A user-facing error: what was expected, what was found, and where (file, column, key) — on one line."
     def __init__(self, msg: str, where: str | os.PathLike | None = None):
-        self.msg, self.where = msg, (str(where) if where is not None else None)
-        super().__init__(f"{self.where}: {msg}" if self.where else msg)
+        # a refusal is one line, even when it quotes a library's multi-line message
+        self.msg = " ".join(str(msg).split())
+        self.where = " ".join(str(where).split()) if where is not None else None
+        super().__init__(f"{self.where}: {self.msg}" if self.where else self.msg)
+
+# %% ../nbs/00_core.ipynb #853396b5
+def yaml_problem(e: Exception) -> str:
+    "A YAML parse error as 'line L, column C: problem' (PyYAML's own text spans several lines and quotes the input)."
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+    if mark is None or problem is None: return str(e)
+    context = getattr(e, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
 
 # %% ../nbs/00_core.ipynb #621a4bff
 def _umask() -> int:
@@ -44,27 +55,98 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 # %% ../nbs/00_core.ipynb #b53dfe6d
+class Terminated(BaseException):
+    "SIGTERM or SIGHUP arrived while a writer ran: raised so clean-up code runs (a `BaseException`, like Ctrl-C)."
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
-    "Yield a temporary folder that becomes `path` only if the block finishes without an exception."
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise HepnbError("output already exists; choose another path or pass overwrite", where=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+def terminate_cleanly():
+    "Within the block, SIGTERM and SIGHUP raise `Terminated` in the main thread instead of killing the process."
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def raise_terminated(signum, frame): raise Terminated(signum)
+    replaced = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:    # a handler set by someone else (a kernel, a worker) stays theirs
+            replaced[sig] = signal.signal(sig, raise_terminated)
     try:
-        yield tmp
-        if path.exists():  # overwrite: move the old one aside first so the swap is two renames
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        yield
+    finally:
+        for sig, handler in replaced.items():
+            signal.signal(sig, handler)
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike):
+    "Hold the one-writer lock of output `path` (an flock on `.NAME.lock` beside it); `HepnbError` if another holds it."
+    import fcntl
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise HepnbError(f"another writer ({holder}) is writing this output now; wait for it to finish or choose "
+                             "another path", where=path) from None
+        try:
+            same = os.path.samestat(os.stat(lock), os.fstat(fd))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)    # the previous holder removed the file between our open and flock: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        yield lock
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+def _temporaries(path: Path) -> list[Path]:
+    "Temporary and set-aside copies of output `path` (`.NAME.tmp-XXXXXXXX`, `.NAME.old-XXXXXXXX`)."
+    name = glob.escape(path.name)
+    return sorted(p for kind in ("tmp", "old") for p in path.parent.glob(f".{name}.{kind}-" + "?" * 8))
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, folder: bool = True):
+    """Yield a temporary folder (or file path, `folder=False`) that becomes `path` only if the block finishes
+    without an exception; one writer at a time, temporaries of killed writers removed, SIGTERM/SIGHUP clean up."""
+    path = Path(path)
+    with terminate_cleanly(), output_lock(path):
+        if path.exists() and not overwrite:
+            raise HepnbError("output already exists; choose another path or pass --overwrite", where=path)
+        for stale in _temporaries(path):     # we hold the lock: whoever made these is dead
+            _remove(stale)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        if folder:
+            tmp.mkdir()
+        try:
+            yield tmp
+            if path.is_dir() and not path.is_symlink():    # overwrite a folder: set the old one aside, then two renames
+                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(path, old)
+                os.replace(tmp, path)
+                _remove(old)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            _remove(tmp)
+            raise
 
 # %% ../nbs/00_core.ipynb #8ab3cf38
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -4,14 +4,14 @@
 
 # %% ../nbs/03_dataset.ipynb #e5edf298
 from __future__ import annotations
-import datetime as _dt, json, os, platform, shutil, uuid
+import datetime as _dt, json, os, platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from .core import HepnbError, atomic_write_text, sha256_file
+from .core import HepnbError, atomic_output, atomic_write_text, sha256_file
 from .schema import Schema, get_schema, validate_table
 
 # %% auto #0
@@ -37,37 +37,45 @@ class DatasetWriter:
         if kind == "derived" and base is None: raise ValueError("a derived dataset needs its base dataset")
         if self.path.exists() and not overwrite:
             raise HepnbError("output already exists; choose another path or pass --overwrite", where=self.path)
+        for key, value in (("rows_per_file", rows_per_file), ("row_group_size", row_group_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                flag = "--" + key.replace("_", "-")
+                raise HepnbError(f"expected a whole number >= 1, found {value!r}", where=f"{flag} ({key})")
         self.meta = dict(detector=detector, producer=producer or {}, seed=seed)
         self.base, self.rows_per_file, self.row_group_size = base, rows_per_file, row_group_size
         self.overwrite, self.compression, self.validate = overwrite, compression, validate
         self.tmp: Path | None = None
+        self._output = None                 # the atomic_output context: lock, temporary folder, final rename
         self.files: list[dict] = []
         self._writer = self._arrow_schema = None
         self._rows_in_file = 0
         self._keys: list[np.ndarray] = []   # 8 bytes per event, to check the key across tables
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir()
+        self._output = atomic_output(self.path, overwrite=self.overwrite)
+        self.tmp = self._output.__enter__()
         return self
 
     def __exit__(self, et, ev, tb):
         if et is None:
-            try: self.close(); return False
-            except BaseException: et = True; raise
-            finally:
-                if et is not None: self._abort()
-        self._abort()
+            try:
+                self.close()
+            except BaseException as e:
+                self._abort(type(e), e, e.__traceback__)
+                raise
+            return False
+        self._abort(et, ev, tb)
         return False
 
-    def _abort(self):
-        "Drop the unfinished dataset (nothing becomes visible under the target name)."
+    def _abort(self, et, ev, tb):
+        "Drop the unfinished dataset (nothing becomes visible under the target name) and release the lock."
         if self._writer is not None:
             try: self._writer.close()
             except Exception: pass
             self._writer = None
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        output, self._output = self._output, None
+        if output is not None:
+            output.__exit__(et, ev, tb)
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         "Validate `table` against the schema and append it, starting new shards as they fill."
@@ -138,11 +146,8 @@ class DatasetWriter:
             m["base"] = {"path": os.path.relpath(self.base.path.resolve(), self.path.resolve().parent),
                          "manifest_sha256": sha256_file(self.base.path / MANIFEST)}
         atomic_write_text(self.tmp / MANIFEST, json.dumps(m, indent=1, default=str) + "\n")
-        if self.path.exists():  # overwrite was asked for: swap with two renames
-            old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.path, old); os.replace(self.tmp, self.path); shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.path)
+        output, self._output = self._output, None
+        output.__exit__(None, None, None)       # the rename into place; the lock is released
         return open_dataset(self.path)
 
 def write_dataset(path, tables: pa.Table | Iterable[pa.Table], **kw) -> "Dataset":
@@ -170,6 +175,8 @@ def _load_manifest(path: Path) -> dict:
             raise HepnbError(f"file entry {f['path']!r} points outside the dataset", where=mp)
     return m
 
+_VERIFIED: set = set()    # (path, size, mtime, sha256) of shards whose checksum this process has checked
+
 @dataclass
 class Dataset:
     "An opened dataset: its folder, manifest and shard files."
@@ -194,10 +201,15 @@ class Dataset:
         return f"Dataset({str(self.path)!r}, schema={s.get('name')}, rows={self.num_rows}, files={len(self.files)})"
 
     def verify(self) -> "Dataset":
-        "Compare every shard's SHA-256 with the manifest."
+        "Compare every shard's SHA-256 with the manifest (once per file and process while the file is unchanged)."
         for f, p in zip(self.manifest["files"], self.files):
+            try: st = p.stat()
+            except FileNotFoundError: raise HepnbError("shard listed in manifest.json is missing", where=p) from None
+            stamp = (str(p.resolve()), st.st_size, st.st_mtime_ns, f["sha256"])
+            if stamp in _VERIFIED: continue
             if sha256_file(p) != f["sha256"]:
                 raise HepnbError("checksum differs from manifest.json (file changed or corrupt)", where=p)
+            _VERIFIED.add(stamp)
         return self
 
     def base(self) -> "Dataset":

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_loader.ipynb #07904546
 from __future__ import annotations
-import multiprocessing, os, queue, threading
+import functools, multiprocessing, os, queue, threading
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -424,7 +424,9 @@ def collate_packed(table, config: LoaderConfig, where: str = "batch") -> Batch:
     return collate(table, replace(config, layout="packed"), where)
 
 # %% ../nbs/05_loader.ipynb #58c78fe6
-def _as_dataset(d) -> Dataset: return d if isinstance(d, Dataset) else open_dataset(d)
+def _as_dataset(d) -> Dataset:
+    "An opened dataset whose shards match their manifest checksums (checked once per file and process)."
+    return (d if isinstance(d, Dataset) else open_dataset(d)).verify()
 
 def _arrow_schema(ds: Dataset) -> pa.Schema | None:
     return pq.read_schema(ds.files[0]) if ds.files else None
@@ -697,6 +699,32 @@ class EventStream(IterableDataset):
                 f"row_groups={len(self.units)}, derived={[str(d.path) for d in self.derived]})")
 
 # %% ../nbs/05_loader.ipynb #b109f88e
+def _process_start(pid: int) -> str | None:
+    "The start time of process `pid` (Linux /proc; with the pid it names one process), None where unknown."
+    try: return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError): return None
+
+def _alive(pid: int, start: str | None) -> bool:
+    "Is the process that had `pid` and started at `start` still running (not gone, not a zombie, pid not reused)?"
+    try: fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError: return False
+    except OSError:                                   # no /proc: the pid alone
+        try: os.kill(pid, 0); return True
+        except ProcessLookupError: return False
+        except PermissionError: return True
+    return fields[0] != "Z" and (start is None or fields[19] == start)
+
+def _watch_parent(pid: int, start: str | None, every: float = 0.5) -> None:
+    "Exit this process soon after process `pid` ends (runs in a daemon thread)."
+    while _alive(pid, start): threading.Event().wait(every)
+    os._exit(1)
+
+def _die_with(pid: int, start: str | None, worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: the worker ends when the process that made the loader ends, even by SIGKILL.
+    (Workers are children of the forkserver, not of that process, and a worker blocked on a full queue to a dead
+    reader would otherwise live on, holding its memory.)"""
+    threading.Thread(target=_watch_parent, args=(pid, start), daemon=True, name="hepnb-watch-parent").start()
+
 def make_loader(ds: Dataset | str | os.PathLike, config: LoaderConfig, derived: Sequence = ()) -> DataLoader:
     "A DataLoader over `EventStream(ds, config, derived)`: batches are built in the stream (`batch_size=None`)."
     stream = EventStream(ds, config, derived)
@@ -704,7 +732,8 @@ def make_loader(ds: Dataset | str | os.PathLike, config: LoaderConfig, derived: 
     kw = {}
     if nw:
         kw = dict(multiprocessing_context=config.multiprocessing_context or _default_context(),
-                  prefetch_factor=config.prefetch_factor, persistent_workers=config.persistent_workers)
+                  prefetch_factor=config.prefetch_factor, persistent_workers=config.persistent_workers,
+                  worker_init_fn=functools.partial(_die_with, os.getpid(), _process_start(os.getpid())))
     return DataLoader(stream, batch_size=None, num_workers=nw, pin_memory=config.pin_memory, **kw)
 
 # %% ../nbs/05_loader.ipynb #a6cacfc7

@@ -4,12 +4,12 @@
 
 # %% ../nbs/06_report.ipynb #0d36d8c2
 from __future__ import annotations
-import os, re, shutil, time
+import keyword, os, re, shutil, time
 from pathlib import Path
 from .core import HepnbError, atomic_write_text
 
 # %% auto #0
-__all__ = ['export_html', 'NotebookError', 'run_notebook']
+__all__ = ['export_html', 'check_parameters', 'NotebookError', 'run_notebook']
 
 # %% ../nbs/06_report.ipynb #3b0611ad
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?:)?(?://[^"]*)?"[^>]*>\s*</script>')
@@ -34,6 +34,29 @@ def export_html(nb_path: str | os.PathLike, html_path: str | os.PathLike | None 
     body = _LOADER_URLS.sub(r"\1[]", body)
     atomic_write_text(html_path, body)
     return html_path
+
+_PLAIN = (str, int, float, bool, type(None))
+
+def check_parameters(params: dict, where: str = "parameters") -> None:
+    """Refuse notebook parameters papermill cannot pass as data: names that are not Python identifiers (papermill
+    writes `name = value` lines into the notebook, so a name is code) and values that are not plain data."""
+    def value(v, at):
+        if isinstance(v, _PLAIN): return
+        if isinstance(v, list):
+            for i, x in enumerate(v): value(x, f"{at}[{i}]")
+            return
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not isinstance(k, str): raise HepnbError(f"expected text keys, found {k!r}", where=at)
+                value(x, f"{at}.{k}")
+            return
+        raise HepnbError(f"expected plain data (text, numbers, true/false, null, lists, mappings), found "
+                         f"{type(v).__name__} {v!r}; quote it to pass it as text", where=at)
+    for name, v in params.items():
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise HepnbError(f"a parameter name must be a Python identifier (letters, digits and _, not starting "
+                             f"with a digit, not a keyword), found {name!r}", where=where)
+        value(v, f"{where}.{name}")
 
 class NotebookError(HepnbError):
     """A stage notebook that did not run to its end. `kind`: failed (a cell raised), timeout (a cell ran past
@@ -60,8 +83,15 @@ def run_notebook(template: str | os.PathLike, out_dir: str | os.PathLike, parame
     `timeout`: seconds per cell. A notebook that stops early still gets its partial HTML, then `NotebookError`."""
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    import nbformat
     template, out_dir = Path(template), Path(out_dir)
     if not template.is_file(): raise HepnbError("stage notebook not found", where=template)
+    if template.suffix != ".ipynb":
+        raise HepnbError(f"expected a Jupyter notebook (.ipynb), found a {template.suffix or 'suffix-less'} file", where=template)
+    try: nbformat.read(template, as_version=4)
+    except Exception as e:
+        raise HepnbError(f"not a readable Jupyter notebook: {type(e).__name__}: {e}"[:300], where=template) from None
+    check_parameters(parameters or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     nb_out = out_dir / template.name
     old = os.environ.get("PLOTLY_RENDERER")

@@ -10,11 +10,47 @@ from pathlib import Path
 from .core import HepnbError
 
 # %% auto #0
-__all__ = ['SECTIONS', 'PathsSettings', 'ComputeSettings', 'SlurmSettings', 'Settings', 'find_settings_file', 'load_settings']
+__all__ = ['SECTIONS', 'OTHER_VARIABLES', 'slurm_time', 'slurm_minutes', 'slurm_mem', 'slurm_name', 'PathsSettings',
+           'ComputeSettings', 'SlurmSettings', 'Settings', 'find_settings_file', 'load_settings']
 
 # %% ../nbs/01_settings.ipynb #d9b06300
-_TIME = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2}):(\d{2})$|^\d+$")
 _MEM = re.compile(r"^\d+[KMGT]?$")
+# SLURM partition and account names: no spaces, quotes, newlines or shell metacharacters (they go into sbatch scripts)
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9_.,+-]*$")
+_SLURM_TIME = re.compile(r"^(?:(?P<days>\d+)-(?P<dh>\d+)(?::(?P<dm>\d+)(?::(?P<ds>\d+))?)?"
+                         r"|(?P<h>\d+):(?P<m>\d+):(?P<s>\d+)|(?P<m2>\d+)(?::(?P<s2>\d+))?)$")
+
+def slurm_time(v: str) -> str:
+    "A SLURM time limit (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) checked for form and range; `ValueError` otherwise."
+    m = _SLURM_TIME.match(v)
+    if not m:
+        raise ValueError("must be a SLURM time limit: minutes, MM:SS, HH:MM:SS or D-HH:MM:SS")
+    g = {k: int(x) for k, x in m.groupdict().items() if x is not None}
+    limits = [("dm", 60), ("ds", 60), ("m", 60), ("s", 60), ("s2", 60), ("dh", 24)]   # minutes alone may exceed 59
+    for key, top in limits:
+        if g.get(key, 0) >= top:
+            raise ValueError(f"must be a SLURM time limit with minutes and seconds below 60 and hours below 24 after "
+                             f"a day count; {v!r} is out of range")
+    return v
+
+def slurm_minutes(v: str) -> float:
+    "Minutes of a SLURM time limit checked by `slurm_time`."
+    g = {k: int(x) for k, x in _SLURM_TIME.match(slurm_time(v)).groupdict().items() if x is not None}
+    if "days" in g: return (g["days"] * 24 + g["dh"]) * 60 + g.get("dm", 0) + g.get("ds", 0) / 60
+    if "h" in g: return g["h"] * 60 + g["m"] + g["s"] / 60
+    return g["m2"] + g.get("s2", 0) / 60
+
+def slurm_mem(v: str) -> str:
+    "A SLURM memory size (500M, 8G; a plain number is megabytes); `ValueError` otherwise."
+    if not _MEM.match(v): raise ValueError("must be a size such as 500M or 8G")
+    return v
+
+def slurm_name(v: str) -> str:
+    "A SLURM partition or account (list): letters, digits and . _ , + -; `ValueError` otherwise."
+    if not _SLURM_NAME.match(v):
+        raise ValueError("must be a SLURM name: letters, digits and . _ , + - (no spaces, quotes, newlines or "
+                         "shell characters)")
+    return v
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 def _int(v, lo=0):
@@ -63,11 +99,11 @@ _PARSERS = {
     ("compute", "device"): _pattern(_DEVICE, "auto, cpu, mps, cuda or cuda:N"),
     ("compute", "num_workers"): _int,
     ("compute", "precision"): _choice("auto", "fp32", "bf16"),
-    ("slurm", "partition"): str, ("slurm", "account"): str,
-    ("slurm", "time"): _pattern(_TIME, "minutes or [D-]HH:MM:SS"),
+    ("slurm", "partition"): slurm_name, ("slurm", "account"): slurm_name,
+    ("slurm", "time"): slurm_time,
     ("slurm", "gpus_per_node"): _int,
     ("slurm", "cpus_per_task"): lambda v: _int(v, 1),
-    ("slurm", "mem"): _pattern(_MEM, "a size such as 500M or 8G"),
+    ("slurm", "mem"): slurm_mem,
 }
 
 @dataclass(frozen=True)
@@ -85,6 +121,8 @@ class Settings:
         return p if p.is_absolute() else (base / p)
 
 SECTIONS = {f.name: f.default_factory for f in fields(Settings) if f.name != "source"}
+# HEPNB_* environment variables that are not settings: the settings file, progress bars, the JupyterLab token
+OTHER_VARIABLES = {"HEPNB_SETTINGS", "HEPNB_PROGRESS", "HEPNB_LAB_TOKEN", "HEPNB_LAB_TOKEN_FILE"}
 
 # %% ../nbs/01_settings.ipynb #68d47a7c
 def find_settings_file(start: str | os.PathLike | None = None) -> Path | None:
@@ -113,8 +151,10 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
     values: dict[str, dict] = {s: {} for s in SECTIONS}
     if src is not None:
         cp = configparser.ConfigParser(interpolation=None)
-        try: cp.read_string(Path(src).read_text(), source=str(src))
+        try: cp.read_string(Path(src).read_text(encoding="utf-8"), source=str(src))
         except FileNotFoundError: raise HepnbError("settings file not found", where=src) from None
+        except UnicodeDecodeError as e:
+            raise HepnbError(f"expected UTF-8 text, found byte {e.object[e.start]:#04x} at offset {e.start}", where=src) from None
         except configparser.Error as e: raise HepnbError(f"not a valid INI file: {e}", where=src) from None
         for section in cp.sections():
             if section not in SECTIONS:
@@ -122,10 +162,12 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
             for key, value in cp.items(section):
                 values[section][key] = _parse(section, key, value, f"{src} [{section}] {key}")
     for name, value in os.environ.items():
-        if not name.startswith("HEPNB_") or name == "HEPNB_SETTINGS" or name == "HEPNB_PROGRESS": continue
+        if not name.startswith("HEPNB_") or name in OTHER_VARIABLES: continue
         section, _, key = name[6:].lower().partition("_")
-        if section in SECTIONS:
-            values[section][key] = _parse(section, key, value, f"environment variable {name}")
+        if section not in SECTIONS:      # a typo must not silently do nothing
+            known = ", ".join([*(f"HEPNB_{s.upper()}_*" for s in SECTIONS), *sorted(OTHER_VARIABLES)])
+            raise HepnbError(f"unknown hepnb variable (known: {known})", where=f"environment variable {name}")
+        values[section][key] = _parse(section, key, value, f"environment variable {name}")
     for name, value in overrides.items():
         section, _, key = name.partition("__")
         if section not in SECTIONS: raise HepnbError(f"unknown settings section '{section}'", where=name)

@@ -60,7 +60,7 @@ def _upstream(spec: StageSpec, base: Dataset, upstream: dict, use_truth: bool, n
             if use_truth and name in spec.truth_inputs: continue
             raise HepnbError(f"stage {spec.name} needs the predictions of stage {name}; run it first and pass them "
                              f"(upstream {name}=PATH), or opt in to truth inputs for a study (use_truth)", where=base.path)
-        d = upstream[name] if isinstance(upstream[name], Dataset) else open_dataset(upstream[name])
+        d = (upstream[name] if isinstance(upstream[name], Dataset) else open_dataset(upstream[name])).verify()
         stage = (d.manifest.get("producer") or {}).get("stage")
         if stage != name:
             raise HepnbError(f"expected predictions of stage {name}, found a dataset produced by {stage or 'no stage'}", where=d.path)
@@ -98,7 +98,7 @@ def run_stage(impl: StageImpl, base: Dataset | str | os.PathLike, out: str | os.
               use_truth: bool = False, batch_size: int = 4096, overwrite: bool = False, show_progress: bool = False) -> Dataset:
     "Run a stage implementation over `base` and write its predictions as a derived dataset aligned with it."
     from hepnb.core import progress
-    base = base if isinstance(base, Dataset) else open_dataset(base)
+    base = (base if isinstance(base, Dataset) else open_dataset(base)).verify()
     spec = impl.spec
     needs = spec.upstream if impl.upstream is None else tuple(impl.upstream)
     ups = _upstream(spec, base, upstream or {}, use_truth, needs)

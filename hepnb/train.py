@@ -327,7 +327,7 @@ class Trainer:
         self.sums, self.epoch_rng, self._resume_rng = {"epoch": {}, "window": {}}, None, None
         last, keep = self.ckpt_dir / "last.pt", None
         if last.exists() and not resume:
-            raise HepnbError("run folder already has a checkpoint; pass resume=True to continue it or choose a new run_dir", where=last)
+            raise HepnbError("run folder already has a checkpoint; pass --resume (resume=True) to continue it or choose another --run-dir", where=last)
         if resume and last.exists(): keep = self._restore(load_checkpoint(last, self.module), last)
         self.log = MetricsLog(self.run_dir / "metrics.parquet", enabled=self.rank == 0, keep_rows=keep,
                               mlflow_uri=mlflow_uri, run_name=self.run_dir.name)
@@ -494,6 +494,9 @@ class Trainer:
             if micro == cfg.grad_accum: self._optimizer_step(good); micro = good = 0
         if micro: self._optimizer_step(good)                  # a group cut short by the end of the epoch
         bar.close()
+        if self.batch_in_epoch == 0 and not self._done():     # nothing to learn from: never save an untrained model
+            raise HepnbError(f"the training data gave no batches in epoch {self.epoch}: expected events in the training "
+                             "split, found none (an empty dataset, or a split with no events?)", where=self.run_dir)
         wall = time.perf_counter() - t0
         tr = _means(self._reduce(self.sums["epoch"]))
         ev = self._reduce({"events": [float(events), 1.0]})["events"][0]

@@ -5,11 +5,13 @@ models of the ATAR stages, with their losses."""
 
 # %% ../../../nbs/41_atar_models.ipynb #6d738a57
 from __future__ import annotations
+import math
 from dataclasses import dataclass, asdict, field
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from ...core import HepnbError
 from ...loader import Batch, LoaderConfig
 from ...models import PairBiasTransformer, QuantileHead, bucketed, masked_pool, mlp, pinball, segment_pool
 
@@ -64,6 +66,19 @@ class AtarModelConfig:
     t_min: float = -2.0          # ns: hits used by event-level tasks
     t_max: float = 300.0         # (positron_angle: no upper cut, the positron may come microseconds later)
     window_end: float = 700.0    # ns: positrons produced later leave no hits and carry no label (positron_angle)
+
+    def __post_init__(self):
+        def bad(key, want): raise HepnbError(f"expected {want}, found {getattr(self, key)!r}", where=f"--{key.replace('_', '-')} ({key})")
+        if self.task not in TASKS: bad("task", f"one of {', '.join(TASKS)}")
+        for key in ("d_model", "n_heads", "n_layers"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1: bad(key, "a whole number >= 1")
+        if self.d_model % self.n_heads:
+            bad("d_model", f"a multiple of n_heads = {self.n_heads} (each attention head gets d_model / n_heads features)")
+        if not 0 <= self.dropout < 1: bad("dropout", "a probability in [0, 1)")
+        for key in ("t_min", "t_max", "window_end"):
+            if not math.isfinite(getattr(self, key)): bad(key, "a finite time in ns")
+        if self.t_max <= self.t_min: bad("t_max", f"a time after t_min = {self.t_min} ns")
 
 class AtarModel(nn.Module):
     "Graph transformer over ATAR hits with the head of `config.task`."

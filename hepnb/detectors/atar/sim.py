@@ -5,7 +5,7 @@ response, pile-up and truth, written in the `atar.events` schema."""
 
 # %% ../../../nbs/13_atar_sim.ipynb #4b0aab92
 from __future__ import annotations
-import dataclasses, os
+import dataclasses, math, os
 from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
@@ -21,6 +21,10 @@ from .schema import EVENTS, PARTICLE_BITS, PDG
 __all__ = ['CHUNK', 'SimConfig', 'DECAY_MIXES', 'AtarSimConfig', 'simulate', 'iter_simulate', 'simulate_dataset']
 
 # %% ../../../nbs/13_atar_sim.ipynb #4f190f3c
+def _flag(name: str) -> str:
+    "A config field as the user typed it: the CLI option and the Python name."
+    return f"--{name.replace('_', '-')} ({name})"
+
 @dataclass(frozen=True)
 class AtarSimConfig:
     "Every parameter of the ATAR simulation, with the fact sheet's values as defaults."
@@ -57,8 +61,19 @@ class AtarSimConfig:
             checks.append((k, getattr(self, k) >= 0, ">= 0"))
         checks += [("mip_deposit_cap", self.mip_deposit_cap > 0, "> 0")]
         checks += [("lgad_gain", self.lgad_gain >= 1, ">= 1"), ("gain_suppression", self.gain_suppression > 0, "> 0")]
+        for f in dataclasses.fields(self):     # inf or nan would run (nan compares False everywhere) and make nonsense
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise HepnbError(f"expected a finite number, found {v!r}", where=_flag(f.name))
         for k, ok, want in checks:
-            if not ok: raise HepnbError(f"simulation parameter {k} must be {want}, found {getattr(self, k)!r}", where=k)
+            if not ok: raise HepnbError(f"expected {want}, found {getattr(self, k)!r}", where=_flag(k))
+        # the beam must stop its pions inside the target: the simulation has no material behind it
+        T = math.hypot(self.beam_momentum, M_PI) - M_PI
+        stop = float(range_table(M_PI).range(T))
+        if stop > self.geometry.depth:
+            raise HepnbError(f"a {self.beam_momentum:g} MeV/c pion stops {stop:.1f} mm deep (CSDA range), beyond the "
+                             f"target's {self.geometry.depth:.2f} mm; expected a momentum that stops pions in the target",
+                             where=_flag("beam_momentum"))
 
     @classmethod
     def physical(cls, **kw) -> "AtarSimConfig":
