@@ -135,6 +135,19 @@ def test_training_misuse_refused(tmp_path, small_atar):
         p = run_cli("train", "atar", "event", "--dataset", small_atar.path, "--run-dir", tmp_path / "r", *args, cwd=tmp_path)
         one_line_refusal(p, needle)
         assert not (tmp_path / "r" / "checkpoints").exists()
+    # a finished run folder: a new training without --resume is refused and leaves its files alone; so is a
+    # second training while one holds the folder
+    run_cli("train", "atar", "event", "--dataset", small_atar.path, "--run-dir", tmp_path / "done", "--epochs", "1",
+            "--num-workers", "0", check=0)
+    before = (tmp_path / "done" / "model.json").read_text()
+    p = run_cli("train", "atar", "event", "--dataset", small_atar.path, "--run-dir", tmp_path / "done",
+                "--d-model", "32", cwd=tmp_path)
+    one_line_refusal(p, "already has a checkpoint", "--resume")
+    assert (tmp_path / "done" / "model.json").read_text() == before
+    from hepnb.core import output_lock
+    with output_lock(tmp_path / "busy"):
+        p = run_cli("train", "atar", "event", "--dataset", small_atar.path, "--run-dir", tmp_path / "busy", cwd=tmp_path)
+    one_line_refusal(p, "another writer (pid")
     run_cli("simulate", "atar", "--events", "0", "--out", tmp_path / "empty", check=0)
     p = run_cli("train", "atar", "event", "--dataset", tmp_path / "empty", "--run-dir", tmp_path / "r0",
                 "--num-workers", "0", cwd=tmp_path)

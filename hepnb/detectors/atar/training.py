@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from ...core import HepnbError, atomic_write_text, sha256_file
+from ...core import HepnbError, atomic_write_text, output_lock, sha256_file
 from ...dataset import MANIFEST, Dataset, open_dataset
 from ...loader import collate, make_loader
 from ...stage import StageImpl
@@ -36,9 +36,12 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
     if mc.task != task: mc = AtarModelConfig(**{**asdict(mc), "task": task})
     tc = train or TrainConfig()
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(run_dir):          # one training per run folder at a time: model.json and checkpoints are its
+        return _train(task, ds, run_dir, mc, tc, batch_size, num_workers, resume, mlflow_uri)
+
+def _train(task, ds, run_dir, mc, tc, batch_size, num_workers, resume, mlflow_uri) -> dict:
     info = {"detector": "atar", "task": task, "model": asdict(mc), "train": tc.to_dict(), "batch_size": batch_size,
             "dataset": str(ds.path.resolve()), "dataset_manifest_sha256": sha256_file(ds.path / MANIFEST)}
-    if not resume: atomic_write_text(run_dir / "model.json", json.dumps(info, indent=1) + "\n")
     opts = dict(batch_size=batch_size, num_workers=num_workers, seed=tc.seed)
     tl = make_loader(ds, loader_config(task, split="train", shuffle=True, **opts))
     vl = make_loader(ds, loader_config(task, split="val", **opts))
@@ -48,7 +51,10 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
         tc = dataclasses.replace(tc, max_steps=max(1, per_epoch * tc.epochs))
     torch.manual_seed(tc.seed)
     net = AtarModel(mc)
-    return Trainer(net, loss, epoch_data(tl), epoch_data(vl), tc, run_dir, resume=resume, mlflow_uri=mlflow_uri).fit()
+    trainer = Trainer(net, loss, epoch_data(tl), epoch_data(vl), tc, run_dir, resume=resume, mlflow_uri=mlflow_uri)
+    # after the Trainer accepted the folder (a finished run is not overwritten without --resume)
+    if not resume: atomic_write_text(run_dir / "model.json", json.dumps(info, indent=1) + "\n")
+    return trainer.fit()
 
 def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu") -> AtarModel:
     "The trained model of a run folder (EMA weights when the run kept them), in eval mode."
