@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_cli.ipynb #e93c2a8d
 from __future__ import annotations
-import argparse, dataclasses, importlib, pkgutil, sys, typing
+import argparse, contextlib, dataclasses, importlib, pkgutil, sys, typing
 from pathlib import Path
 from .core import HepnbError, Terminated, terminate_cleanly, yaml_problem
 from .settings import load_settings
@@ -360,11 +360,12 @@ def cmd_settings(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `hepnb` command."
     try:
-        # SIGTERM / SIGHUP (SLURM's time limit and scancel, a closed terminal) unwind like Ctrl-C: writers clean up
-        with terminate_cleanly():
+        argv = sys.argv[1:] if argv is None else argv
+        command = next((a for a in argv if not a.startswith("-")), None)
+        # SIGTERM / SIGHUP (SLURM's time limit and scancel, a closed terminal) unwind like Ctrl-C: writers clean up.
+        # Not for campaigns: a terminated controller leaves its workers to finish (see campaign), a worker has its own.
+        with terminate_cleanly() if command != "campaign" else contextlib.nullcontext():
             load_settings()                        # a bad settings.ini is refused by every command
-            argv = sys.argv[1:] if argv is None else argv
-            command = next((a for a in argv if not a.startswith("-")), None)
             ap = build_parser(command if command in HEAVY else None)
             args = ap.parse_args(argv)
             return args.func(args)
