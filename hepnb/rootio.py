@@ -4,15 +4,17 @@
 
 # %% ../nbs/04_rootio.ipynb #02aec8c6
 from __future__ import annotations
-import base64, contextlib, json, os, uuid, warnings
+import base64, bisect, contextlib, difflib, json, os, uuid, warnings
+from collections import Counter
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from .core import HepnbError, sha256_file
+from .core import HepnbError, progress, sha256_file
 from .schema import Schema, get_schema, known_schemas, validate_table, _kind
 from .dataset import Dataset, DatasetWriter, open_dataset, validate_dataset
 
@@ -22,7 +24,9 @@ __all__ = ['ROOT_MANIFEST', 'ROOT_FORMAT', 'ROOT_FORMAT_VERSION', 'detect_schema
 # %% ../nbs/04_rootio.ipynb #ee99e786
 ROOT_MANIFEST = "hepnb_manifest"           # TObjString in the ROOT file: JSON describing the dataset
 ROOT_FORMAT, ROOT_FORMAT_VERSION = "hepnb.root", 1
-_TREE_CLASSES = ("TTree", "ROOT::RNTuple")
+# TNtuple(D) is a TTree with float (double) branches; RNTuple is ROOT 6's successor of TTree (its
+# pre-release form, ROOT::Experimental::RNTuple, is listed so that it gets a clear refusal, not "no trees")
+_TREE_CLASSES = ("TTree", "TNtuple", "TNtupleD", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
 
 def _sniff(path: Path) -> str:
     "'dataset', 'root' or 'parquet', from the path and the file's magic bytes; `HepnbError` otherwise."
@@ -68,6 +72,72 @@ def _conform(table: pa.Table, schema: Schema) -> pa.Table:
             table = table.set_column(i, pa.field(name, want), table.column(i).cast(want))
     return table
 
+
+def _is_varlist(t: pa.DataType) -> bool: return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+def _short(t: pa.DataType, limit: int = 60) -> str:
+    "A type as text, cut to `limit` characters (record types of ROOT classes can run to pages)."
+    s = str(t)
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+def _layout_diff(have: pa.DataType, want: pa.DataType, at: str = "") -> str | None:
+    """How `have` differs from `want` in anything but nullability, list offset widths and list item names,
+    or None. Only those may differ before a cast: Arrow casts a record to one with more members by adding
+    null members, so a cast between other layouts would change the data without a word."""
+    here = at or "the value"
+    if _is_varlist(have) and _is_varlist(want):
+        return _layout_diff(have.value_type, want.value_type, f"{at}[]")
+    if pa.types.is_fixed_size_list(have) and pa.types.is_fixed_size_list(want):
+        if have.list_size != want.list_size:
+            return f"{here}: expected arrays of {want.list_size}, found arrays of {have.list_size}"
+        return _layout_diff(have.value_type, want.value_type, f"{at}[]")
+    if pa.types.is_struct(have) and pa.types.is_struct(want):
+        got, exp = [f.name for f in have], [f.name for f in want]
+        if got != exp:
+            missing, extra = [n for n in exp if n not in got], [n for n in got if n not in exp]
+            found = []
+            if missing: found.append(f"member(s) {missing} missing")
+            if extra: found.append(f"extra member(s) {extra}")
+            return f"{here}: {', '.join(found) or 'members in another order'}"
+        for f, g in zip(have, want):
+            if (d := _layout_diff(f.type, g.type, f"{at}.{f.name}" if at else f.name)) is not None: return d
+        return None
+    if _canon(have) == _canon(want): return None           # same leaf (string and large_string alike)
+    return f"{here}: expected {_short(want)}, found {_short(have)}"
+
+def _parquet_problem(t: pa.DataType, at: str = "") -> str | None:
+    "Where in type `t` a value Parquet cannot store sits (a union of types, a record without members), or None."
+    here = at or "the value"
+    if pa.types.is_union(t): return f"{here} is a union of types ({_short(t)})"
+    if pa.types.is_struct(t):
+        if t.num_fields == 0: return f"{here} is a record without members"
+        for f in t:
+            if (p := _parquet_problem(f.type, f"{at}.{f.name}" if at else f.name)) is not None: return p
+        return None
+    if _is_varlist(t) or pa.types.is_fixed_size_list(t): return _parquet_problem(t.value_type, f"{at}[]")
+    if pa.types.is_map(t):
+        return _parquet_problem(t.key_type, f"{at}{{key}}") or _parquet_problem(t.item_type, f"{at}{{value}}")
+    if pa.types.is_dictionary(t): return _parquet_problem(t.value_type, at)
+    return None
+
+def _unexpected_nulls(arr: pa.Array, typ, at: str = "") -> str | None:
+    """Where the Arrow array `arr` has nulls although the awkward type `typ` it was made from has no missing
+    values there (None: nowhere). Only option types may become nulls."""
+    import awkward as ak
+    if isinstance(typ, ak.types.UnionType): return None     # refused as a Parquet problem anyway
+    if isinstance(typ, ak.types.OptionType):
+        return _unexpected_nulls(arr.filter(arr.is_valid()), typ.content, at)
+    if arr.null_count: return at or "the value"
+    if typ.parameter("__array__") in ("string", "bytestring", "char", "byte"): return None
+    if isinstance(typ, (ak.types.ListType, ak.types.RegularType)):
+        return _unexpected_nulls(arr.flatten(), typ.content, f"{at}[]")
+    if isinstance(typ, ak.types.RecordType):
+        names = [str(i) for i in range(len(typ.contents))] if typ.is_tuple else typ.fields
+        for i, name in enumerate(names):
+            if (w := _unexpected_nulls(arr.field(i), typ.contents[i], f"{at}.{name}" if at else name)) is not None:
+                return w
+    return None
+
 # %% ../nbs/04_rootio.ipynb #8efd7277
 def detect_schema(arrow_schema: pa.Schema) -> Schema | None:
     "The registered schema whose required columns `arrow_schema` has (exact-type schemas first), or None."
@@ -110,6 +180,30 @@ def _ename(e: BaseException) -> str:
     m = type(e).__module__
     return type(e).__name__ if m in ("builtins", None) else f"{m}.{type(e).__name__}"
 
+def _brief(e: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: its class and the first paragraph of its text, whitespace collapsed.
+    uproot's texts run over many lines: the reason, an indented detail, 'in file ...'/'in object ...' (the
+    caller names the file itself), or 'while reading' and a dump of the object with the reason last."""
+    paragraphs, lines = [], []
+    for line in str(e).splitlines() + [""]:
+        line = " ".join(line.split())
+        if line.startswith(("in file ", "in object ", "instead, try ", "Members for ")): continue
+        if line: lines.append(line)
+        elif lines:
+            paragraphs.append(" ".join(lines))
+            lines = []
+    if len(paragraphs) > 1 and paragraphs[0] == "while reading": paragraphs = paragraphs[-1:]
+    text = paragraphs[0] if paragraphs else ""
+    if text.endswith(" because") and len(paragraphs) > 1: text += " " + paragraphs[1]
+    name = type(e).__name__ if type(e).__module__.startswith(("uproot", "awkward", "pyarrow")) else _ename(e)
+    out = f"{name}: {text}" if text else name
+    return out if len(out) <= limit else out[:limit - 1] + "…"
+
+def _some(names, k: int = 8) -> str:
+    "Up to `k` names, and how many more there are."
+    names = list(names)
+    return f"{names}" if len(names) <= k else f"{names[:k]} and {len(names) - k} more"
+
 def _guard(it: Iterator, where: str, what: str) -> Iterator:
     "Re-raise anything but `HepnbError` from `it` as a `HepnbError` that names `where`."
     while True:
@@ -117,8 +211,51 @@ def _guard(it: Iterator, where: str, what: str) -> Iterator:
         except StopIteration: return
         except HepnbError: raise
         except Exception as e:
-            raise HepnbError(f"cannot read {what} (truncated or corrupt file?): {_ename(e)}: {e}", where=where) from None
+            raise HepnbError(f"cannot read {what} (truncated or corrupt file?): {_brief(e)}", where=where) from None
         yield x
+
+class _Selection:
+    """Which columns to read: shell-style patterns (`fnmatch`: `*`, `?`, `[ab]`) of columns to keep (all when
+    `columns` is None) and to leave out (`exclude`, which wins). A pattern is tried on each name a column is
+    known by (its name, and for a TTree branch its path and its top-level branch). A pattern that matches
+    nothing is refused, naming close names: a typo must not silently drop or keep data."""
+    def __init__(self, columns: list[str] | None = None, exclude: list[str] | None = None):
+        for option, pats in (("columns", columns), ("exclude", exclude)):
+            if isinstance(pats, str) or (pats is not None and not all(isinstance(p, str) for p in pats)):
+                raise HepnbError(f"expected a list of name patterns, found {pats!r}", where=option)
+        self.columns = None if columns is None else list(columns)
+        self.exclude = list(exclude or [])
+        self.matched: set[str] = set()       # patterns that matched at least one column
+        self.seen: list[str] = []            # every column name offered, for the hint
+
+    @property
+    def active(self) -> bool: return self.columns is not None or bool(self.exclude)
+
+    def keeps(self, *names: str) -> bool:
+        "Is the column known by `names` (its own name first) selected?"
+        self.seen.append(names[0])
+        def hits(patterns) -> bool:
+            found = [p for p in patterns if any(fnmatchcase(n, p) for n in names)]
+            self.matched.update(found)
+            return bool(found)
+        wanted = True if self.columns is None else hits(self.columns)
+        excluded = hits(self.exclude)
+        return wanted and not excluded
+
+    def check(self, where: str) -> None:
+        "Refuse a pattern that matched no column."
+        names = list(dict.fromkeys(self.seen))
+        for option, patterns in (("columns", self.columns or []), ("exclude", self.exclude)):
+            for p in patterns:
+                if p in self.matched: continue
+                close = difflib.get_close_matches(p, names, n=5, cutoff=0.5)
+                hint = f"close names: {close}" if close else f"the columns are {_some(names)}"
+                raise HepnbError(f"expected the {option} pattern {p!r} to match a column, found none; {hint}",
+                                 where=where)
+
+    def manifest(self) -> dict:
+        "The selection as recorded in the dataset's producer."
+        return {"columns": self.columns, "exclude": self.exclude}
 
 def _step_bytes(step_size: int | str) -> int | None:
     "Bytes for a memory string like '64 MB' (None for an entry count)."
@@ -131,56 +268,105 @@ def _step_bytes(step_size: int | str) -> int | None:
     raise HepnbError(f"expected a step size like 10000 (entries) or '64 MB', found {step_size!r}", where="step_size")
 
 # %% ../nbs/04_rootio.ipynb #4cb6a9eb
-def _parquet_source(path: Path, step_size: int | str) -> _Source:
-    "A Parquet file as a source of record-batch tables."
+def _parquet_source(path: Path, step_size: int | str, sel: _Selection) -> _Source:
+    "A Parquet file as a source of record-batch tables (the selected top-level columns only)."
     try: pf = pq.ParquetFile(path)
     except Exception as e:
-        raise HepnbError(f"not a readable Parquet file (truncated or corrupt?): {_ename(e)}: {e}", where=path) from None
+        raise HepnbError(f"not a readable Parquet file (truncated or corrupt?): {_brief(e)}", where=path) from None
     md = pf.metadata
     nb = _step_bytes(step_size)
     if nb is None: rows = max(1, step_size)
     else:
         raw = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
         rows = max(1, min(1 << 20, int(nb / max(1.0, raw / max(1, md.num_rows)))))
-    schema = _relax_schema(pf.schema_arrow.remove_metadata())
+    full = _relax_schema(pf.schema_arrow.remove_metadata())
+    keep = [f.name for f in full if sel.keeps(f.name)]
+    sel.check(str(path))
+    if not keep: raise HepnbError(f"no column left to read: columns={sel.columns}, exclude={sel.exclude}", where=path)
+    schema = pa.schema([full.field(n) for n in keep])
     def chunks():
-        for b in _guard(pf.iter_batches(batch_size=rows, use_threads=False), str(path), "Parquet data"):
-            yield pa.Table.from_batches([b]).cast(schema)
+        it = pf.iter_batches(batch_size=rows, columns=keep if sel.active else None, use_threads=False)
+        for b in _guard(it, str(path), "Parquet data"):
+            # `select`: a name like 'a' may also bring a top-level column 'a.b' (Parquet's nested-path syntax);
+            # the cast only makes nested fields nullable, no member is added or dropped
+            yield pa.Table.from_batches([b]).select(keep).cast(schema)
     return _Source(path, "parquet", str(path), schema, chunks, md.num_rows,
                    info={"row_groups": md.num_row_groups})
 
 # %% ../nbs/04_rootio.ipynb #3ec4a920
-def _ak_to_table(arr) -> pa.Table:
-    "An awkward record array as an Arrow table: 32-bit offsets, fields nullable, no awkward metadata."
+def _to_arrow(arr, where: str) -> pa.Array:
+    """One awkward column as an Arrow array with the same values: 32-bit offsets, no awkward metadata, and
+    nulls only where awkward has missing values (checked: ROOT's values must never come out null)."""
     import awkward as ak
-    t = ak.to_arrow_table(arr, extensionarray=False, list_to32=True, string_to32=True, bytestring_to32=True)
-    return t.cast(_relax_schema(t.schema.remove_metadata()))
+    try:
+        a = ak.to_arrow(arr, extensionarray=False, list_to32=True, string_to32=True, bytestring_to32=True)
+    except Exception as e:
+        raise HepnbError(f"cannot convert uproot's arrays to Arrow: {_brief(e)}", where=where) from None
+    if isinstance(a, pa.ChunkedArray): a = a.combine_chunks()
+    if (at := _unexpected_nulls(a, arr.type.content)) is not None:
+        raise HepnbError(f"expected values at {at} (uproot reads no missing values there), found nulls after "
+                         "conversion to Arrow", where=where)
+    return a
+
+def _tables(pieces: Iterator[tuple[int, int, dict[str, pa.Array]]], wheres: dict[str, str]) \
+        -> tuple[pa.Schema, Callable[[], Iterator[pa.Table]]]:
+    """Chunks of Arrow columns as tables, and their schema, taken from the first chunk: the types of the data
+    uproot reads, not of an empty read (which can give a class's streamer layout instead of its members).
+    Every later chunk must have the same layout; one that differs is refused, never cast (a cast would fill
+    missing members with nulls or drop members). `wheres` names each column's branch or field for messages."""
+    first = next(pieces)                           # a tree without entries still gives one (empty) chunk
+    schema = _relax_schema(pa.schema([pa.field(name, a.type) for name, a in first[2].items()]))
+    for f in schema:
+        if (problem := _parquet_problem(f.type)) is not None:
+            raise HepnbError(f"expected a type Parquet can store, found that {problem}; leave it out with "
+                             f"exclude (--exclude)", where=wheres[f.name])
+    def table(start: int, stop: int, cols: dict[str, pa.Array]) -> pa.Table:
+        for f in schema:
+            if (d := _layout_diff(cols[f.name].type, f.type)) is not None:
+                raise HepnbError(f"entries {start}-{stop} have another layout than the first chunk: {d}; refusing "
+                                 "to cast (it would add or drop members)", where=wheres[f.name])
+        # the layouts are the same: this cast changes only nullability flags and list item names
+        return pa.Table.from_arrays([cols[f.name].cast(f.type) for f in schema], schema=schema)
+    def chunks():
+        start, stop, _ = first
+        if stop > start: yield table(*first)
+        for piece in pieces: yield table(*piece)
+    return schema, chunks
 
 def _root_trees(f) -> dict[str, str]:
-    "Tree-like objects in an open ROOT file: {name without cycle: class name}."
-    return {k.rsplit(";", 1)[0]: c for k, c in f.classnames().items() if c in _TREE_CLASSES}
+    "Tree-like objects (TTree, TNtuple, RNTuple) in an open ROOT file: {path without cycle: class name}."
+    try: names = f.classnames()
+    except Exception as e:
+        raise HepnbError(f"cannot list the file's objects (truncated or corrupt?): {_brief(e)}", where=f.file_path) from None
+    return {k.rsplit(";", 1)[0]: c for k, c in names.items() if c in _TREE_CLASSES}
 
 def _open_root(path: Path):
     "`uproot.open(path)`, with truncation detected from the header and errors as `HepnbError`."
     import uproot
     try: f = uproot.open(path)
     except Exception as e:
-        raise HepnbError(f"not a readable ROOT file (truncated or corrupt?): {_ename(e)}: {e}", where=path) from None
+        raise HepnbError(f"not a readable ROOT file (truncated or corrupt?): {_brief(e)}", where=path) from None
     size, end = path.stat().st_size, getattr(f.file, "fEND", None)
     if end is not None and size < end:
         f.close()
         raise HepnbError(f"truncated ROOT file: its header says {end} bytes, found {size}", where=path)
     return f
 
+def _objects(f) -> str:
+    try: return _some(sorted(f.keys(cycle=False)))
+    except Exception: return "unreadable"
+
 def _pick_tree(f, path: Path, tree: str | None) -> str:
     trees = _root_trees(f)
     if tree is not None:
         if tree not in trees:
-            raise HepnbError(f"no TTree '{tree}'; the file has {sorted(trees) or 'no trees'}", where=path)
+            raise HepnbError(f"no TTree '{tree}' (nor TNtuple or RNTuple); the file has "
+                             f"{_some(sorted(trees)) if trees else 'no trees'}", where=path)
         return tree
     if len(trees) == 1: return next(iter(trees))
-    if not trees: raise HepnbError(f"expected a TTree, found none (objects: {sorted(f.keys(cycle=False))})", where=path)
-    raise HepnbError(f"expected one TTree, found {len(trees)}: {sorted(trees)}; choose one with tree=", where=path)
+    if not trees:
+        raise HepnbError(f"expected a TTree, found none (nor a TNtuple or RNTuple; objects: {_objects(f)})", where=path)
+    raise HepnbError(f"expected one TTree, found {len(trees)}: {_some(sorted(trees))}; choose one with tree=", where=path)
 
 def _stored_manifest(f, tree: str) -> dict | None:
     "The hepnb manifest in a file written by `convert_to_root` for `tree`, else None."
@@ -192,34 +378,193 @@ def _stored_manifest(f, tree: str) -> dict | None:
                          where=f"{f.file_path} [{ROOT_MANIFEST}]")
     return m
 
-def _root_source(f, path: Path, tree: str, step_size: int | str) -> _Source:
-    "One tree of an open ROOT file as a source (generic, or restored if hepnb wrote it)."
+@dataclass
+class _Column:
+    "A column of a TTree: the branch it is read from, and the names a selection pattern is tried on."
+    name: str          # uproot's name for it: the branch's own name, or its path where two branches share a name
+    path: str          # the branch's path in the tree, e.g. 'evt/P3/P3.Px'
+    branch: object     # the uproot TBranch; uproot works out its interpretation once and keeps it
+
+    @property
+    def top(self) -> str: return self.path.split("/", 1)[0]
+
+def _tree_columns(t) -> list[_Column]:
+    """The columns of `tree.arrays()`, in its order: every branch but the parent of a split object (uproot
+    reads such a group through its sub-branches). uproot keeps one of several branches with the same name
+    (an object split twice has two 'fX'); these get their paths as names instead, so that none is lost."""
+    from uproot.interpretation.grouped import AsGrouped
+    cols = []
+    def walk(branches, prefix: str):
+        for b in branches:
+            path = prefix + b.name
+            if not (isinstance(b.interpretation, AsGrouped) and b.branches): cols.append(_Column(b.name, path, b))
+            walk(b.branches, path + "/")
+    walk(t.branches, "")
+    counts = Counter(c.name for c in cols)
+    for c in cols:
+        if counts[c.name] > 1: c.name = c.path
+    return cols
+
+def _unreadable(b) -> str | None:
+    """Why uproot cannot read branch `b` as awkward arrays (its type and uproot's reason), or None. Only
+    uproot's deliberate refusals count: its form-building has bugs for some types it still reads fine."""
+    from uproot.interpretation.identify import UnknownInterpretation
+    from uproot.interpretation.objects import CannotBeAwkward
+    interp = b.interpretation
+    if isinstance(interp, UnknownInterpretation):
+        return "a type uproot has no interpretation for" + (f" ({b.typename})" if b.typename not in ("", "unknown") else "")
+    try: interp.awkward_form(b.file)         # what reading with library="ak" builds first
+    except CannotBeAwkward as e: return f"{b.typename} ({_brief(e, 120)})"
+    except Exception: pass
+    return None
+
+def _entry_ranges(branches: list, n: int, step_size: int | str) -> list[tuple[int, int]]:
+    """Entry ranges of about `step_size` (entries, or bytes as uncompressed in the file), ending where every
+    branch starts a new basket where possible, so that no basket is read twice."""
+    if n == 0: return [(0, 0)]
+    nb = _step_bytes(step_size)
+    if nb is None: step = max(1, step_size)
+    else: step = max(1, int(nb / max(1.0, sum(b.uncompressed_bytes for b in branches) / n)))
+    common = sorted(set.intersection(*(set(b.entry_offsets) for b in branches)))
+    ranges, start = [], 0
+    while start < n:
+        stop = min(n, start + step)
+        k = bisect.bisect_right(common, stop) - 1
+        if k >= 0 and start < common[k] < stop: stop = common[k]
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+def _more(paths: list[str]) -> str:
+    "'; 3 more: [...]' for the branches after the first that fail the same way ('' if none)."
+    return f"; {len(paths)} more like it, e.g. {paths[:3]}" if paths else ""
+
+def _readable_branches(cols: list[_Column], n: int, where: str) -> tuple[list[_Column], list[_Column]]:
+    """The columns to read and the ones skipped, checked before reading anything. uproot's `tree.arrays()`
+    leaves out a branch it has no interpretation for without a word. One that stores nothing (no baskets: the
+    placeholder of a split object) loses nothing and is skipped (the manifest lists it); any other is refused,
+    all of them named in the one message, as are branches uproot refuses to turn into arrays."""
+    from uproot.interpretation.identify import UnknownInterpretation
+    unknown = lambda c: isinstance(c.branch.interpretation, UnknownInterpretation)
+    skipped = [c for c in cols if unknown(c) and c.branch.num_baskets == 0]
+    cols = [c for c in cols if c not in skipped]
+    if not cols:
+        raise HepnbError(f"no branch with data to read; skipped (no baskets): {_some([c.path for c in skipped])}", where=where)
+    for c in cols:
+        if c.branch.num_entries != n:
+            raise HepnbError(f"expected {n} entries (the tree's), found {c.branch.num_entries}",
+                             where=f"{where} [branch {c.path}]")
+    bad = [(c, why) for c in cols if (why := _unreadable(c.branch)) is not None]
+    if bad:
+        raise HepnbError(f"expected a type uproot can turn into arrays, found {bad[0][1]}{_more([c.path for c, _ in bad[1:]])}; "
+                         "leave them out with exclude (--exclude)", where=f"{where} [branch {bad[0][0].path}]")
+    return cols, skipped
+
+def _read_branch(c: _Column, start: int, stop: int, where: str) -> pa.Array:
+    "Entries `start`-`stop` of one branch, as uproot reads them, as an Arrow array."
+    try: arr = c.branch.array(entry_start=start, entry_stop=stop, library="ak", array_cache=None)
+    except Exception as e:
+        if "cannot produce Awkward Arrays" in str(e) or type(e).__name__ == "CannotBeAwkward":
+            msg = f"expected a type uproot can turn into arrays, found {c.branch.typename}: {_brief(e)}; " \
+                  "leave it out with exclude (--exclude)"
+        else:
+            msg = f"uproot cannot read entries {start}-{stop} (a corrupt file, or a layout uproot does not support): " \
+                  f"{_brief(e)}"
+        raise HepnbError(msg, where=where) from None
+    if len(arr) != stop - start:
+        raise HepnbError(f"expected {stop - start} entries ({start}-{stop}), uproot read {len(arr)}", where=where)
+    return _to_arrow(arr, where)
+
+def _ttree_source(t, path: Path, tree: str, step_size, sel: _Selection, strict: bool) -> _Source | None:
+    """A TTree (or TNtuple) as a source. Each selected branch is read on its own with `TBranch.array`: the same
+    arrays `tree.arrays()` makes, without its per-call bookkeeping, which grows as the square of the number of
+    branches (a tree of 2000 branches: half a minute per call, for every chunk)."""
     where = f"{path} [tree {tree}]"
+    if not t.branches: raise HepnbError("the tree has no branches", where=where)
+    cols = [c for c in _tree_columns(t) if sel.keeps(c.name, c.path, c.top)]
+    if strict: sel.check(where)
+    if not cols:
+        if not strict: return None                 # validate_path: nothing selected in this tree
+        raise HepnbError(f"no branch left to read: columns={sel.columns}, exclude={sel.exclude}", where=where)
+    n = int(t.num_entries)
+    cols, skipped = _readable_branches(cols, n, where)
+    wheres = {c.name: f"{where} [branch {c.path}]" for c in cols}
+    def pieces():
+        for start, stop in _entry_ranges([c.branch for c in cols], n, step_size):
+            arrays, failed = {}, []
+            for c in cols:                          # read them all, so that one message names every failure
+                try: arrays[c.name] = _read_branch(c, start, stop, wheres[c.name])
+                except HepnbError as e: failed.append((c, e))
+            if failed:
+                first = failed[0][1]
+                raise HepnbError(first.msg + _more([c.path for c, _ in failed[1:]]), where=first.where)
+            yield start, stop, arrays
+    schema, chunks = _tables(pieces(), wheres)
+    info = {"skipped_branches": [c.path for c in skipped]} if skipped else {}
+    return _Source(path, "root", where, schema, chunks, n, tree=tree, info=info)
+
+def _rntuple_source(r, path: Path, tree: str, step_size, sel: _Selection, strict: bool) -> _Source | None:
+    "An RNTuple as a source: its top-level fields, chunk by chunk."
+    where = f"{path} [RNTuple {tree}]"
+    try: fields = list(r.keys(recursive=False))
+    except Exception as e:
+        raise HepnbError(f"cannot read the RNTuple's fields: {_brief(e)}", where=where) from None
+    if not fields: raise HepnbError("the RNTuple has no fields", where=where)
+    names = [n for n in fields if sel.keeps(n)]
+    if strict: sel.check(where)
+    if not names:
+        if not strict: return None
+        raise HepnbError(f"no field left to read: columns={sel.columns}, exclude={sel.exclude}", where=where)
+    wheres = {n: f"{where} [field {n}]" for n in names}
+    n = int(r.num_entries)
+    def pieces():
+        kept = set(names)
+        if n == 0: it = iter([r.arrays(filter_name=lambda x: x in kept, entry_stop=0, library="ak")])
+        else: it = r.iterate(filter_name=lambda x: x in kept, step_size=step_size, library="ak")
+        start = 0
+        for ch in _guard(it, where, "the RNTuple's pages"):
+            stop = start + len(ch)
+            yield start, stop, {name: _to_arrow(ch[name], wheres[name]) for name in names}
+            start = stop
+    schema, chunks = _tables(pieces(), wheres)
+    return _Source(path, "root", where, schema, chunks, n, tree=tree, info={"kind": "RNTuple"})
+
+def _root_source(f, path: Path, tree: str, step_size: int | str, sel: _Selection | None = None,
+                 strict: bool = True) -> _Source | None:
+    """One tree of an open ROOT file as a source (generic, or restored if hepnb wrote it). Not `strict`
+    (validate_path, which checks the patterns over all trees): None when nothing is selected here."""
+    import uproot
+    sel = sel or _Selection()
+    cls = _root_trees(f)[tree]
+    what = "RNTuple" if "RNTuple" in cls else "tree"
+    where = f"{path} [{what} {tree}]"
     try:
         t = f[tree]
-        stored = _stored_manifest(f, tree)
+        stored = _stored_manifest(f, tree) if what == "tree" else None
     except HepnbError: raise
     except Exception as e:
-        raise HepnbError(f"cannot read the tree (truncated or corrupt?): {_ename(e)}: {e}", where=where) from None
-    if stored is not None: return _restored_source(t, path, tree, stored, step_size)
-    if not t.keys(): raise HepnbError("the tree has no branches", where=where)
-    try: schema = _ak_to_table(t.arrays(entry_stop=0)).schema
+        if cls == "ROOT::Experimental::RNTuple":
+            msg = f"expected an RNTuple uproot {uproot.__version__} can read (ROOT::RNTuple, format 1.0), found the " \
+                  f"pre-release ROOT::Experimental::RNTuple it cannot read: {_brief(e)}"
+        else:
+            msg = f"cannot read the {what} (truncated or corrupt file?): {_brief(e)}"
+        raise HepnbError(msg, where=where) from None
+    if stored is not None: return _restored_source(t, path, tree, stored, step_size, sel, strict)
+    if what == "RNTuple": return _rntuple_source(t, path, tree, step_size, sel, strict)
+    try: return _ttree_source(t, path, tree, step_size, sel, strict)
+    except HepnbError: raise
     except Exception as e:
-        raise HepnbError(f"cannot interpret the branches: {_ename(e)}: {e}", where=where) from None
-    def chunks():
-        for ch in _guard(t.iterate(step_size=step_size, library="ak"), where, "ROOT baskets"):
-            yield _ak_to_table(ch).cast(schema)
-    return _Source(path, "root", where, schema, chunks, int(t.num_entries), tree=tree)
+        raise HepnbError(f"cannot read the tree's branches (truncated or corrupt?): {_brief(e)}", where=where) from None
 
 # %% ../nbs/04_rootio.ipynb #2bf2f883
-def _open_source(path: Path, tree: str | None, step_size, stack: contextlib.ExitStack) -> _Source:
+def _open_source(path: Path, tree: str | None, step_size, stack: contextlib.ExitStack, sel: _Selection) -> _Source:
     kind = _sniff(path)
     if kind == "parquet":
         if tree is not None: raise HepnbError(f"tree='{tree}' given, but the file is Parquet (no trees)", where=path)
-        return _parquet_source(path, step_size)
+        return _parquet_source(path, step_size, sel)
     if kind == "root":
         f = stack.enter_context(_open_root(path))
-        return _root_source(f, path, _pick_tree(f, path, tree), step_size)
+        return _root_source(f, path, _pick_tree(f, path, tree), step_size, sel)
     raise HepnbError("expected a ROOT or Parquet file, found a folder (use validate_path for datasets)", where=path)
 
 class _KeyCheck:
@@ -262,20 +607,33 @@ def _checked(src: _Source, sch: Schema | None) -> Iterator[pa.Table]:
     keys.finish()
 
 # %% ../nbs/04_rootio.ipynb #34214ef9
+def _write(w: DatasetWriter, t: pa.Table, where: str) -> None:
+    "`w.write(t)`, with Arrow's and Parquet's errors (a type the checks did not foresee) as one line."
+    try: w.write(t)
+    except HepnbError: raise
+    except (pa.ArrowException, ValueError, TypeError) as e:
+        raise HepnbError(f"cannot write the data as Parquet: {_brief(e)}", where=where) from None
+
 def ingest(src: str | os.PathLike, out: str | os.PathLike, *, tree: str | None = None,
            schema: str | Schema | None = None, overwrite: bool = False, step_size: int | str = "64 MB",
-           rows_per_file: int = 100_000, row_group_size: int = 10_000) -> Dataset:
-    "Make a dataset at `out` from a ROOT file (one tree) or a Parquet file, streaming chunk by chunk."
+           rows_per_file: int = 100_000, row_group_size: int = 10_000, columns: list[str] | None = None,
+           exclude: list[str] | None = None, show_progress: bool = False) -> Dataset:
+    """Make a dataset at `out` from a ROOT file (one TTree, TNtuple or RNTuple) or a Parquet file, streaming
+    chunk by chunk. `columns` / `exclude`: shell-style patterns of the top-level branches or fields to read /
+    to leave out (exclude wins). `show_progress`: a progress bar over the entries (on a terminal)."""
     from hepnb import __version__
     src, out = Path(src), Path(out)
     if out.exists() and not overwrite:
         raise HepnbError("output already exists; choose another path or pass overwrite=True (--overwrite)", where=out)
+    sel = _Selection(columns, exclude)
     with contextlib.ExitStack() as stack:
-        s = _open_source(src, tree, step_size, stack)
+        s = _open_source(src, tree, step_size, stack, sel)
         sch = _choose(s, schema)
         producer = {"name": "hepnb ingest", "version": __version__, "source": str(src.resolve()),
                     "source_sha256": sha256_file(src), "source_format": s.format}
         if s.tree is not None: producer["tree"] = s.tree
+        if sel.active: producer["selection"] = sel.manifest()
+        if "skipped_branches" in s.info: producer["skipped_branches"] = s.info["skipped_branches"]
         detector, seed = "", None
         if s.stored is not None:
             m = s.stored["dataset"]
@@ -287,11 +645,14 @@ def ingest(src: str | os.PathLike, out: str | os.PathLike, *, tree: str | None =
             producer["dropped_columns"] = extra
         w = DatasetWriter(out, schema=sch, detector=detector, producer=producer, seed=seed, overwrite=overwrite,
                           rows_per_file=rows_per_file, row_group_size=row_group_size, validate=False)
-        with w:
+        bar = progress(total=s.num_rows, desc=src.name, unit="ev", disable=None if show_progress else True)
+        with w, bar:
             n = 0
             for t in _checked(s, sch):
-                w.write(t); n += t.num_rows
-            if n == 0: w.write(s.arrow_schema.empty_table())   # record the columns of an empty input
+                _write(w, t, s.where)
+                n += t.num_rows
+                bar.update(t.num_rows)
+            if n == 0: _write(w, s.arrow_schema.empty_table(), s.where)   # record the columns of an empty input
             if n != s.num_rows:
                 raise HepnbError(f"expected {s.num_rows} rows from the file's metadata, read {n}", where=s.where)
     return open_dataset(out)
@@ -474,13 +835,19 @@ def _decode(ch, lay: dict, typ: pa.DataType) -> pa.Array:
     inner = pa.ListArray.from_arrays(offsets(n1), leaf(ak.flatten(ch[br["values"]]), valid), mask=mask("ivalid"))
     return pa.ListArray.from_arrays(offsets(ak.to_numpy(ak.num(n))), inner, mask=lval).cast(typ)
 
-def _restored_source(t, path: Path, tree: str, stored: dict, step_size) -> _Source:
-    "A tree written by `convert_to_root`, yielding the original columns."
+def _restored_source(t, path: Path, tree: str, stored: dict, step_size, sel: _Selection,
+                     strict: bool = True) -> _Source | None:
+    "A tree written by `convert_to_root`, yielding the original columns (those selected)."
     where = f"{path} [tree {tree}]"
     try: schema = _schema_from_b64(stored["arrow_schema"]); lays = {l["name"]: l for l in stored["layout"]}
     except Exception as e:
-        raise HepnbError(f"corrupt {ROOT_MANIFEST}: {_ename(e)}: {e}", where=f"{path} [{ROOT_MANIFEST}]") from None
-    wanted = {b for l in lays.values() for b in l["branches"].values()}
+        raise HepnbError(f"corrupt {ROOT_MANIFEST}: {_brief(e)}", where=f"{path} [{ROOT_MANIFEST}]") from None
+    schema = pa.schema([f for f in schema if sel.keeps(f.name)])
+    if strict: sel.check(where)
+    if not schema:
+        if not strict: return None
+        raise HepnbError(f"no column left to read: columns={sel.columns}, exclude={sel.exclude}", where=where)
+    wanted = {b for f in schema for b in lays[f.name]["branches"].values()}
     if missing := sorted(wanted - set(t.keys())):
         raise HepnbError(f"branches {missing} listed in {ROOT_MANIFEST} are missing", where=where)
     def chunks():
@@ -491,7 +858,7 @@ def _restored_source(t, path: Path, tree: str, stored: dict, step_size) -> _Sour
                 try: cols.append(_decode(ch, lays[f.name], f.type))
                 except Exception as e:
                     raise HepnbError(f"cannot rebuild the column from its branches {lays[f.name]['branches']}: "
-                                     f"{_ename(e)}: {e}", where=f"{where} [column {f.name}]") from None
+                                     f"{_brief(e)}", where=f"{where} [column {f.name}]") from None
             yield pa.Table.from_arrays(cols, schema=schema)
     return _Source(path, "root", where, schema, chunks, int(t.num_entries), tree=tree, stored=stored)
 
@@ -499,7 +866,7 @@ def _restored_source(t, path: Path, tree: str, stored: dict, step_size) -> _Sour
 def _summary(s: _Source, sch: Schema | None, rows: int) -> str:
     what = f"schema {sch.name} v{sch.version}" if sch else "no registered schema (generic)"
     extra = f", {s.info['row_groups']} row group(s)" if "row_groups" in s.info else ""
-    kind = "hepnb ROOT tree" if s.stored else ("ROOT tree" if s.format == "root" else "Parquet file")
+    kind = "hepnb ROOT tree" if s.stored else (f"ROOT {s.info.get('kind', 'tree')}" if s.format == "root" else "Parquet file")
     return f"{s.where}: {kind}, {rows} rows, {len(s.arrow_schema)} columns{extra}, {what}: ok"
 
 def _validate_source(s: _Source, schema) -> str:
@@ -508,18 +875,27 @@ def _validate_source(s: _Source, schema) -> str:
     if n != s.num_rows: raise HepnbError(f"expected {s.num_rows} rows from the file's metadata, read {n}", where=s.where)
     return _summary(s, sch, n)
 
-def validate_path(path: str | os.PathLike, *, schema: str | None = None, step_size: int | str = "64 MB") -> str:
-    "Check a dataset folder, a Parquet file or a ROOT file (all trees); a short summary, or `HepnbError`."
+def validate_path(path: str | os.PathLike, *, schema: str | None = None, step_size: int | str = "64 MB",
+                  columns: list[str] | None = None, exclude: list[str] | None = None) -> str:
+    """Check a dataset folder, a Parquet file or a ROOT file (all trees); a short summary, or `HepnbError`.
+    `columns` / `exclude` select what is read from a file as in `ingest` (in a ROOT file, each pattern must
+    match in one of the trees at least)."""
     path = Path(path)
     kind = _sniff(path)
+    sel = _Selection(columns, exclude)
     if kind == "dataset":
+        if sel.active: raise HepnbError("columns / exclude select what is read from a file, not from a dataset", where=path)
         ds = validate_dataset(path, schema)
         s = ds.manifest.get("schema")
         what = f"schema {s['name']} v{s['version']}" if s else "no schema (generic)"
         return f"{path}: hepnb {ds.kind} dataset, {ds.num_rows} rows in {len(ds.files)} file(s), {what}, checksums: ok"
     with contextlib.ExitStack() as stack:
-        if kind == "parquet": return _validate_source(_parquet_source(path, step_size), schema)
+        if kind == "parquet": return _validate_source(_parquet_source(path, step_size, sel), schema)
         f = stack.enter_context(_open_root(path))
         trees = sorted(_root_trees(f))
-        if not trees: raise HepnbError(f"expected a TTree, found none (objects: {sorted(f.keys(cycle=False))})", where=path)
-        return "\n".join(_validate_source(_root_source(f, path, t, step_size), schema) for t in trees)
+        if not trees: raise HepnbError(f"expected a TTree, found none (nor a TNtuple or RNTuple; objects: {_objects(f)})", where=path)
+        sources = [_root_source(f, path, t, step_size, sel, strict=False) for t in trees]
+        sel.check(str(path))
+        if all(s is None for s in sources):
+            raise HepnbError(f"no column left to read in any tree: columns={sel.columns}, exclude={sel.exclude}", where=path)
+        return "\n".join(_validate_source(s, schema) for s in sources if s is not None)
