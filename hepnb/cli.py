@@ -11,21 +11,26 @@ from .settings import load_settings
 
 # %% auto #0
 __all__ = ['HEAVY', 'build_parser', 'cmd_simulate', 'cmd_train', 'cmd_predict', 'cmd_ingest', 'cmd_convert', 'cmd_validate',
-           'cmd_report', 'cmd_campaign', 'cmd_lab', 'cmd_settings', 'main']
+           'cmd_report', 'cmd_campaign', 'cmd_detectors', 'cmd_lab', 'cmd_settings', 'main']
 
 # %% ../nbs/20_cli.ipynb #bc5c659a
-def _detector_modules(module: str) -> dict:
-    "Detector packages that have `hepnb.detectors.<name>.<module>`."
-    import hepnb.detectors as dets
+def _detector_parts(part: str) -> dict:
+    "{detector name: its `part` module, or the error that stops it loading} over the registered detectors."
+    from hepnb.registry import BrokenDetector, detectors
     out = {}
-    for m in pkgutil.iter_modules(dets.__path__):
-        try: out[m.name] = importlib.import_module(f"hepnb.detectors.{m.name}.{module}")
-        except ModuleNotFoundError: continue
+    for name, det in detectors().items():
+        if isinstance(det, BrokenDetector): out[name] = HepnbError(f"detector {name} is broken: {det.error}")
+        elif getattr(det, part) is not None:
+            try: out[name] = (det, det.load(part))
+            except HepnbError as e: out[name] = e
     return out
 
-def _detector_sims() -> dict:
-    "Detector packages that provide a simulation (`hepnb.detectors.<name>.sim` with `SimConfig`)."
-    return {k: m for k, m in _detector_modules("sim").items() if hasattr(m, "SimConfig")}
+def _refusing_parser(sub, name: str, error: HepnbError) -> None:
+    "A subcommand for a detector that cannot load: whatever follows it, it fails with the detector's error."
+    q = sub.add_parser(name, help=f"(broken: {error.msg[:60]})", add_help=False, prefix_chars="\0")
+    q.add_argument("rest", nargs="*")      # no prefix characters: every following word lands here
+    def refuse(args): raise error
+    q.set_defaults(func=refuse)
 
 def _base_type(t):
     "`int` for `int | None` and the like: the type an option's text is parsed with."
@@ -46,7 +51,18 @@ def _add_dataclass_options(p: argparse.ArgumentParser, cls, prefix: str = "", sk
         # SUPPRESS: an option not given leaves no attribute (the dataclass default applies) and no "(default: None)" in --help
         kw = dict(dest=dest, default=argparse.SUPPRESS, help=f"(default: {default})")
         if t is bool: p.add_argument(opt, action=argparse.BooleanOptionalAction, **kw)
+        elif typing.get_origin(t) in (list, tuple):        # comma-separated: "--tasks a,b" (not a list of characters)
+            item = next((a for a in typing.get_args(t) if a is not Ellipsis), str)
+            p.add_argument(opt, type=_list_of(item, typing.get_origin(t)), metavar=f"{item.__name__.upper()},...", **kw)
         else: p.add_argument(opt, type=t, metavar=t.__name__.upper(), **kw)
+
+def _list_of(item: type, container: type = list):
+    "An argparse type: comma-separated values of type `item`."
+    def parse(v: str):
+        try: return container(item(x.strip()) for x in v.split(",") if x.strip())
+        except ValueError: raise argparse.ArgumentTypeError(f"expected {item.__name__} values separated by commas, found {v!r}") from None
+    parse.__name__ = f"list of {item.__name__}"
+    return parse
 
 def _config_from_args(cls, args, prefix: str = "cfg:") -> object:
     "Build the config dataclass from the generated options (unset options keep their defaults)."
@@ -98,17 +114,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="simulate a detector's events into a dataset")
     dets = sim.add_subparsers(dest="detector", required=True, metavar="DETECTOR")
-    for name, mod in _detector_sims().items():
-        p = dets.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else f"simulate {name}",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, found in _detector_parts("simulation").items():
+        if isinstance(found, HepnbError): _refusing_parser(dets, name, found); continue
+        det, mod = found
+        p = dets.add_parser(name, help=det.description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument("--events", type=_positive, required=True, help="number of events")
         p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
         p.add_argument("--out", type=Path, required=True, help="output dataset folder")
         p.add_argument("--rows-per-file", type=_at_least_one, default=100_000, help="events per Parquet shard")
         p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
-        if hasattr(mod, "DECAY_MIXES"):
-            p.add_argument("--decay-mix", choices=sorted(mod.DECAY_MIXES), default=None,
-                           help="named decay-mode mix (overrides --pienu-fraction)")
+        presets = getattr(mod, "PRESETS", {})
+        if presets:
+            p.add_argument("--preset", choices=sorted(presets), default=None,
+                           help="named set of options: " + "; ".join(f"{k}: {v}" for k, v in presets.items())
+                                + " (options given beside it win)")
         _add_dataclass_options(p, mod.SimConfig)
         p.set_defaults(func=cmd_simulate, module=mod)
 
@@ -116,9 +135,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     dets = p.add_subparsers(dest="detector", required=True, metavar="DETECTOR")
     if command == "train":
         from hepnb.train import TrainConfig
-    for name, mod in (_detector_modules("training") if command == "train" else {}).items():
+    for name, found in (_detector_parts("training") if command == "train" else {}).items():
+        if isinstance(found, HepnbError): _refusing_parser(dets, name, found); continue
+        det, mod = found
         q = dets.add_parser(name, help=f"train a {name} model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        q.add_argument("task", choices=mod.TASKS, help="reconstruction task")
+        q.add_argument("task", choices=[t.name for t in det.tasks], help="reconstruction task: "
+                       + "; ".join(f"{t.name}: {t.description}" for t in det.tasks))
         q.add_argument("--dataset", type=Path, required=True, help="training dataset (train/val splits by event_id hash)")
         q.add_argument("--run-dir", type=Path, required=True, help="run folder: model.json, checkpoints, metrics.parquet")
         q.add_argument("--batch-size", type=_at_least_one, default=64)
@@ -132,7 +154,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="run a reconstruction stage (ML or classical) and write its predictions")
     dets = p.add_subparsers(dest="detector", required=True, metavar="DETECTOR")
-    for name, mod in (_detector_modules("stages") if command == "predict" else {}).items():
+    for name, found in (_detector_parts("stages") if command == "predict" else {}).items():
+        if isinstance(found, HepnbError): _refusing_parser(dets, name, found); continue
+        det, mod = found
         q = dets.add_parser(name, help=f"run a {name} stage")
         q.add_argument("stage", choices=sorted(mod.CLASSICAL), help="stage name")
         q.add_argument("--dataset", type=Path, required=True, help="base dataset")
@@ -144,7 +168,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         q.add_argument("--use-truth", action="store_true", help="study mode: truth stands in for missing upstream predictions")
         q.add_argument("--device", default="cpu")
         q.add_argument("--overwrite", action="store_true")
-        q.set_defaults(func=cmd_predict, module=mod)
+        q.set_defaults(func=cmd_predict, module=mod, det=det)
+
+    p = sub.add_parser("detectors", help="list the registered detectors: schemas, presets, tasks and stages")
+    p.set_defaults(func=cmd_detectors)
 
     p = sub.add_parser("ingest", help="make a dataset from a ROOT or Parquet file")
     p.add_argument("src", type=Path, help="ROOT (.root) or Parquet (.parquet) file")
@@ -210,7 +237,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def cmd_simulate(args) -> int:
     mod = args.module
     cfg = _config_from_args(mod.SimConfig, args)
-    if getattr(args, "decay_mix", None): cfg = dataclasses.replace(cfg, **mod.DECAY_MIXES[args.decay_mix])
+    if getattr(args, "preset", None):      # the preset's values, then any option given beside it
+        given = {k[4:] for k in vars(args) if k.startswith("cfg:")}
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in mod.PRESETS[args.preset].items() if k not in given})
     ds = mod.simulate_dataset(args.out, args.events, seed=args.seed, config=cfg, rows_per_file=args.rows_per_file,
                               overwrite=args.overwrite, show_progress=True)
     print(f"wrote {ds.num_rows} events in {len(ds.files)} file(s) to {ds.path}")
@@ -237,7 +266,7 @@ def cmd_predict(args) -> int:
         ups[name] = Path(path)
     if args.classical: impl = mod.CLASSICAL[args.stage]()
     else:
-        impl = _detector_modules("training")[args.detector].MLStage(args.run_dir, device=args.device)
+        impl = args.det.load("training").MLStage(args.run_dir, device=args.device)
         if impl.spec.name != args.stage:
             raise HepnbError(f"the run folder holds a model for stage {impl.spec.name}, not {args.stage}", where=args.run_dir)
     ds = run_stage(impl, args.dataset, args.out, upstream=ups, use_truth=args.use_truth, overwrite=args.overwrite,
@@ -311,6 +340,33 @@ def cmd_campaign(args) -> int:
     if c is None: return 0
     print(f"index: {c.reports / 'index.html'}")
     return 0 if all(r["status"] == "succeeded" for r in rows) else 1
+
+def cmd_detectors(args) -> int:
+    "One block per detector: description, schemas, presets, tasks and stages (ML / classical); broken ones with their error."
+    from hepnb.registry import BrokenDetector, detectors
+    from hepnb.schema import known_schemas
+    found = detectors()
+    if not found: print("no detectors registered (entry-point group hepnb.detectors)")
+    for name, det in found.items():
+        if isinstance(det, BrokenDetector):
+            print(f"{name}  BROKEN: {det.error}\n"); continue
+        print(f"{name}  {det.description}")
+        schemas = sorted(s for s in known_schemas() if s.split(".", 1)[0] == name)
+        print(f"  schemas: {', '.join(schemas) or '-'}")
+        if det.simulation:
+            try: presets = ", ".join(sorted(getattr(det.load("simulation"), "PRESETS", {}))) or "-"
+            except HepnbError as e: presets = f"BROKEN: {e.msg}"
+            print(f"  simulation presets: {presets}")
+        ml = {t.stage: t.name for t in det.tasks}
+        classical = set()
+        if det.stages:
+            try: classical = set(det.load("stages").CLASSICAL)
+            except HepnbError as e: print(f"  stages: BROKEN: {e.msg}")
+        print("  stages (ML task / classical):")
+        for stage in sorted(set(ml) | classical):
+            print(f"    {stage:<24} {ml.get(stage, '-'):<16} {'yes' if stage in classical else '-'}")
+        print()
+    return 0
 
 def _lab_token() -> tuple[str, dict]:
     """The JupyterLab token and the environment that hands it to Jupyter: `HEPNB_LAB_TOKEN`, else the file

@@ -81,13 +81,9 @@ def known_schemas() -> dict[str, Schema]:
     return dict(_REGISTRY)
 
 def _load_detectors():
-    "Import the detector packages so their schemas register (the generic code names no detector)."
-    import importlib, pkgutil
-    try: import hepnb.detectors as dets
-    except ImportError: return
-    for m in pkgutil.iter_modules(dets.__path__):
-        try: importlib.import_module(f"hepnb.detectors.{m.name}.schema")
-        except ModuleNotFoundError: pass
+    "Register the schemas of every registered detector (loading a detector imports its schemas module)."
+    from hepnb.registry import detectors
+    detectors()
 
 # %% ../nbs/02_schema.ipynb #ec050f90
 def _leaf(arr: pa.ChunkedArray | pa.Array, depth: int):

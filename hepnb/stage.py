@@ -22,7 +22,7 @@ __all__ = ['StageSpec', 'StageImpl', 'run_stage']
 @dataclass(frozen=True)
 class StageSpec:
     "What a reconstruction stage reads and writes."
-    name: str                                  # e.g. "atar.pion_stop"
+    name: str                                  # "<detector>.<stage>", e.g. "mydet.vertex_finder"
     inputs: tuple[str, ...]                    # base-dataset columns read
     outputs: tuple[Column, ...]                # derived columns written (event_id is added)
     upstream: tuple[str, ...] = ()             # stages whose predictions are read

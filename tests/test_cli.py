@@ -32,7 +32,7 @@ def test_same_seed_gives_identical_files(tmp_path):
 
 
 def test_simulation_options_reach_the_physics(tmp_path):
-    run_cli("simulate", "atar", "--events", 2000, "--out", tmp_path / "p", "--decay-mix", "physical",
+    run_cli("simulate", "atar", "--events", 2000, "--out", tmp_path / "p", "--preset", "physical",
             "--pileup-rate", 0, "--n-planes", 40, check=0)
     t = open_dataset(tmp_path / "p").read(["decay_mode", "n_pileup", "hits_plane"])
     assert t["decay_mode"].to_numpy().sum() <= 2      # physical mix: 1.2e-4 pi->e nu

@@ -18,7 +18,7 @@ from .grouping import time_groups
 from .schema import EVENTS, PARTICLE_BITS, PDG
 
 # %% auto #0
-__all__ = ['CHUNK', 'SimConfig', 'DECAY_MIXES', 'AtarSimConfig', 'simulate', 'iter_simulate', 'simulate_dataset']
+__all__ = ['CHUNK', 'SimConfig', 'PRESETS', 'AtarSimConfig', 'simulate', 'iter_simulate', 'simulate_dataset']
 
 # %% ../../../nbs/13_atar_sim.ipynb #4f190f3c
 def _flag(name: str) -> str:
@@ -410,7 +410,7 @@ def iter_simulate(n_events: int, seed: int = 0, config: AtarSimConfig | None = N
     if n_events == 0: yield EVENTS.arrow_schema().empty_table()
 
 SimConfig = AtarSimConfig
-DECAY_MIXES = {"enriched": {"pienu_fraction": 0.5}, "physical": {"pienu_fraction": R_E_MU / (1 + R_E_MU)}}
+PRESETS = {"enriched": {"pienu_fraction": 0.5}, "physical": {"pienu_fraction": R_E_MU / (1 + R_E_MU)}}
 
 def simulate_dataset(out, n_events: int, *, seed: int = 0, config: AtarSimConfig | None = None,
                      rows_per_file: int = 100_000, row_group_size: int = 8192, overwrite: bool = False,
