@@ -70,8 +70,9 @@ def register_schema(schema: Schema) -> Schema:
     return schema
 
 def get_schema(name: str) -> Schema:
-    "The registered schema called `name`."
+    "The registered schema called `name` (a stage's predictions: 'stage:<detector>.<stage>')."
     _load_detectors()
+    if name.startswith("stage:") and name not in _REGISTRY: _register_stage_schema(name)
     if name not in _REGISTRY:
         raise HepnbError(f"unknown schema '{name}' (known: {', '.join(sorted(_REGISTRY)) or 'none'})")
     return _REGISTRY[name]
@@ -79,6 +80,15 @@ def get_schema(name: str) -> Schema:
 def known_schemas() -> dict[str, Schema]:
     _load_detectors()
     return dict(_REGISTRY)
+
+def _register_stage_schema(name: str) -> None:
+    "Register the schema of a stage's predictions, found through its detector's stages (`CLASSICAL[stage].spec`)."
+    from hepnb.registry import detectors, get_detector
+    stage = name.removeprefix("stage:")
+    detector = stage.split(".", 1)[0]
+    if detector not in detectors(): return                     # unknown: get_schema says so
+    impl = getattr(get_detector(detector).load("stages"), "CLASSICAL", {}).get(stage)
+    if impl is not None: register_schema(impl.spec.schema())
 
 def _load_detectors():
     "Register the schemas of every registered detector (loading a detector imports its schemas module)."
@@ -111,9 +121,10 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table", partia
             continue
         col = table.column(c.name)
         want = c.arrow_type()
-        if col.type != want and (schema.exact_types or _kind(col.type) != _kind(want)):
-            raise HepnbError(f"expected type {want}, found {col.type}", where=f"{where} [column {c.name}]")
         depth = {"event": 0, "hit": 1, "group": 1, "group_pair": 1, "hit_list": 2}[c.level]
+        if col.type != want and (schema.exact_types or _kind(col.type) != _kind(want)):
+            if not _int_flags(table, col, want, depth, schema.key, f"{where} [column {c.name}]"):
+                raise HepnbError(f"expected type {want}, found {col.type}", where=f"{where} [column {c.name}]")
         if not c.nullable:   # nulls are refused at every depth: the event, its lists, their entries
             a = col.combine_chunks()
             for level in range(depth + 1):
@@ -134,6 +145,18 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table", partia
         u, counts = np.unique(key, return_counts=True)
         if (counts > 1).any():
             raise HepnbError(f"duplicate {schema.key} values, e.g. {u[counts > 1][:3].tolist()}", where=f"{where} [column {schema.key}]")
+
+def _int_flags(table, col, want: pa.DataType, depth: int, key: str, where: str) -> bool:
+    """Is `col` a true/false column stored as 0/1 integers (as ROOT files and PIONEER ML's own loaders often do)?
+    True if so; False if it is not integers where `want` has booleans; `HepnbError` for an integer other than 0 or 1."""
+    if _kind(want).replace("bool", "int") != _kind(col.type) or "bool" not in _kind(want): return False
+    leaf = _leaf(col, depth)
+    bad = pc.and_(pc.not_equal(leaf, 0), pc.not_equal(leaf, 1)).fill_null(False)
+    if pc.any(bad).as_py():
+        values = leaf.filter(bad)
+        raise HepnbError(f"expected true/false flags (booleans, or integers 0 and 1), found {len(values)} other "
+                         f"value(s), e.g. {values[0].as_py()}", where=where)
+    return True
 
 def _check_lengths(table, schema, where):
     "All columns of a level agree on their per-event lengths; `hit_list` outer length = hits."
