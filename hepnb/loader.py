@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -36,6 +37,7 @@ class LoaderConfig:
     event_columns: list[str] = field(default_factory=list)
     hit_targets: list[str] = field(default_factory=list)
     group_columns: list[str] = field(default_factory=list)
+    dense_features: list[str] = field(default_factory=list)   # columns of one fixed-size level -> Batch.dense [B, S, C]
     batch_size: int = 256
     split: str | None = None
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -77,10 +79,10 @@ class LoaderConfig:
         ctx = self.multiprocessing_context
         if ctx is not None and ctx not in multiprocessing.get_all_start_methods():
             bad("multiprocessing_context", f"unknown start method {ctx!r} (this platform has {multiprocessing.get_all_start_methods()})")
-        for k in ("hit_features", "event_columns", "hit_targets", "group_columns"):
+        for k in ("hit_features", "event_columns", "hit_targets", "group_columns", "dense_features"):
             v = getattr(self, k)
             if isinstance(v, str) or not all(isinstance(c, str) for c in v): bad(k, f"expected a list of column names, found {v!r}")
-        if not (self.hit_features or self.hit_targets or self.event_columns or self.group_columns):
+        if not (self.hit_features or self.hit_targets or self.event_columns or self.group_columns or self.dense_features):
             bad("hit_features", "no columns asked for")
         return self
 
@@ -88,7 +90,7 @@ class LoaderConfig:
     def columns(self) -> list[str]:
         "Every column the config reads, without repeats, the key first."
         out = [self.key]
-        for c in [*self.hit_features, *self.hit_targets, *self.event_columns, *self.group_columns]:
+        for c in [*self.hit_features, *self.hit_targets, *self.event_columns, *self.group_columns, *self.dense_features]:
             if c not in out: out.append(c)
         return out
 
@@ -136,6 +138,7 @@ class Batch:
     groups: dict = field(default_factory=dict)
     group_mask: torch.Tensor | None = None
     group_offsets: torch.Tensor | None = None
+    dense: torch.Tensor | None = None                  # a fixed-size level: [B, S, C], no offsets or masks
     layout: str = "padded"
     features: tuple = ()
 
@@ -289,6 +292,7 @@ class _Block:
     g: dict = field(default_factory=dict)             # group column -> [N_groups + 1]
     ev: dict = field(default_factory=dict)            # event column -> values [n]
     ok: dict = field(default_factory=dict)            # event column -> validity [n]
+    dx: np.ndarray | None = None                      # dense features of a fixed-size level: [n, S, C]
 
 def _same_offsets(table: pa.Table, cols: list[str], where: str, key: str, level: str) -> tuple[np.ndarray, dict]:
     "Shared offsets and flat values of list columns that must have the same length per event."
@@ -301,6 +305,26 @@ def _same_offsets(table: pa.Table, cols: list[str], where: str, key: str, level:
                    if level == "hit" else f"group count differs from '{cols[0]}'")
             raise HepnbError(f"{msg}{_ids_at(table, key, rows)}", where=_cell(where, c))
     return offs, {c: _np_values(v, c, where) for c, (_, v) in parts.items()}
+
+def _dense(table: pa.Table, cols: list[str], where: str, key: str, dt) -> np.ndarray:
+    "Columns of one fixed-size level as `[n, S, C]` in `dt`: fixed-size lists, or lists of one length in every event."
+    out = None
+    for j, c in enumerate(cols):
+        col = table.column(c).combine_chunks()
+        if col.null_count:
+            rows = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
+            raise HepnbError(f"{col.null_count} null list(s) in a dense column{_ids_at(table, key, rows)}", where=_cell(where, c))
+        n = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        size = col.type.list_size if pa.types.is_fixed_size_list(col.type) else (int(n[0]) if len(n) else 0)
+        if out is None: out = np.empty((len(table), size, len(cols)), dt)
+        bad = np.flatnonzero(n != out.shape[1])
+        if len(bad):
+            raise HepnbError(f"a dense column has {out.shape[1]} entries in every event, found {n[bad[0]]}"
+                             f"{_ids_at(table, key, bad)}", where=_cell(where, c))
+        values = pc.list_flatten(col)
+        if values.null_count: raise HepnbError(f"{values.null_count} null entries in a dense column", where=_cell(where, c))
+        out[:, :, j] = values.to_numpy(zero_copy_only=False).reshape(len(table), out.shape[1])
+    return out
 
 def _padded(v: np.ndarray, dt, pad) -> np.ndarray:
     "A copy of `v` in dtype `dt` with one padding entry (or row) `pad` at the end."
@@ -330,6 +354,7 @@ def _columns(table: pa.Table | pa.RecordBatch, cfg: LoaderConfig, where: str) ->
         for c in cfg.group_columns:
             dt = _work_dtype(vals[c].dtype, fdt); b.g[c] = _padded(vals[c], dt, _pad_value(dt))
     for c in cfg.event_columns: b.ev[c], b.ok[c] = _event_values(table, c, where, fdt)
+    if cfg.dense_features: b.dx = _dense(table, cfg.dense_features, where, key, fdt)
     return b
 
 def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scratch: _Scratch | None = None) -> _Block:
@@ -372,6 +397,14 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
         for c, v in b0.g.items():
             dt = _work_dtype(v.dtype, fdt)
             out.g[c] = fill(f"g:{c}", out.goffs, sel, [b.g[c] for b, _ in pieces], dt, _pad_value(dt))
+    if b0.dx is not None:
+        out.dx = scratch.get("dx", (out.n,) + b0.dx.shape[1:], b0.dx.dtype)
+        pos = 0
+        for b, r in pieces:
+            m = b.n if r is None else len(r)
+            if r is None: out.dx[pos:pos + m] = b.dx
+            else: np.take(b.dx, r, axis=0, out=out.dx[pos:pos + m])
+            pos += m
     for c in b0.ev:
         out.ev[c] = np.concatenate([b.ev[c] if r is None else b.ev[c].take(r) for b, r in pieces])
         out.ok[c] = np.concatenate([b.ok[c] if r is None else b.ok[c].take(r) for b, r in pieces])
@@ -408,6 +441,7 @@ def _batch(blk: _Block, rows: np.ndarray, cfg: LoaderConfig) -> Batch:
         if padded: out.group_mask = _t(gaux)
         else: out.group_offsets = _t(gaux)
     for c in cfg.event_columns: out.events[c], out.valid[c] = _t(blk.ev[c].take(rows), tdt), _t(blk.ok[c].take(rows))
+    if blk.dx is not None: out.dense = _t(blk.dx.take(rows, axis=0), tdt)
     return out
 
 def collate(table: pa.Table | pa.RecordBatch, config: LoaderConfig, where: str = "batch") -> Batch:
@@ -435,11 +469,14 @@ def _is_num(t) -> bool: return pa.types.is_integer(t) or pa.types.is_floating(t)
 def _is_list(t) -> bool: return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 def _check_type(ds: Dataset, sch: pa.Schema | None, name: str, role: str):
-    "Raise unless column `name` can play `role` (hit, group or event)."
+    "Raise unless column `name` can play `role` (hit, group, dense or event)."
     where = _cell(ds.path, name)
     if sch is None: return
     t = sch.field(name).type
-    if role in ("hit", "group"):
+    if role == "dense":
+        if not (_is_list(t) or pa.types.is_fixed_size_list(t)) or not _is_num(t.value_type):
+            raise HepnbError(f"a dense column must be a (fixed-size) list of numbers, one entry per channel, found {t}", where=where)
+    elif role in ("hit", "group"):
         if not _is_list(t): raise HepnbError(f"a {role}-level column must be a list column (one entry per {role}), found {t}", where=where)
         if not _is_num(t.value_type): raise HepnbError(f"expected a list of numbers or booleans, found {t}", where=where)
     elif not _is_num(t):
@@ -447,9 +484,16 @@ def _check_type(ds: Dataset, sch: pa.Schema | None, name: str, role: str):
     try: s = ds.schema
     except HepnbError: s = None
     if s is not None and name in s.names:
-        lvl = s.column(name).level
-        if (role == "hit" and lvl != "hit") or (role == "group" and lvl != "group") or (role == "event" and lvl != "event"):
-            raise HepnbError(f"schema {s.name} says this column is level '{lvl}', used here as {role}-level", where=where)
+        col = s.column(name)
+        # what the schema declares: a scalar (event), a variable-length list (hits, groups) or a fixed-size list
+        if not col.nesting: declared = "event"
+        elif col.nesting == (None,): declared = "list"
+        elif len(col.nesting) == 1: declared = "dense"          # one fixed-size list
+        else: declared = "nested"
+        wanted = {"hit": "list", "group": "list"}.get(role, role)
+        if declared != wanted:
+            raise HepnbError(f"schema {s.name} says this column is level '{col.level}' ({declared}), used here as "
+                             f"{role}-level", where=where)
 
 def _check_derived(base: Dataset, d: Dataset, key: str):
     "A derived dataset must be kind 'derived', hold the key and name this base (by its manifest checksum)."
@@ -466,8 +510,8 @@ def _resolve(base: Dataset, derived: list[Dataset], cfg: LoaderConfig) -> dict[s
     if key not in base.columns: raise HepnbError(f"no key column '{key}' (columns: {base.columns})", where=base.path)
     owner, schemas = {}, [_arrow_schema(s) for s in srcs]
     roles = {**{c: "group" for c in cfg.group_columns}, **{c: "event" for c in cfg.event_columns},
-             **{c: "hit" for c in [*cfg.hit_features, *cfg.hit_targets]}}
-    for c in [*cfg.hit_features, *cfg.hit_targets, *cfg.event_columns, *cfg.group_columns]:
+             **{c: "hit" for c in [*cfg.hit_features, *cfg.hit_targets]}, **{c: "dense" for c in cfg.dense_features}}
+    for c in [*cfg.hit_features, *cfg.hit_targets, *cfg.event_columns, *cfg.group_columns, *cfg.dense_features]:
         if c == key: raise HepnbError(f"the key '{key}' is always in the batch (Batch.event_id); do not list it", where=_cell(base.path, c))
         where = [i for i, s in enumerate(srcs) if c in s.columns]
         if not where:

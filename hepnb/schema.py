@@ -4,21 +4,36 @@
 
 # %% ../nbs/02_schema.ipynb #5611754e
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from .core import HepnbError
 
 # %% auto #0
-__all__ = ['LEVELS', 'Column', 'Schema', 'register_schema', 'get_schema', 'known_schemas', 'validate_table']
+__all__ = ['Level', 'Column', 'Schema', 'register_schema', 'get_schema', 'known_schemas', 'validate_table']
 
 # %% ../nbs/02_schema.ipynb #91521e18
-LEVELS = ("event", "hit", "hit_list", "group", "group_pair")
+@dataclass(frozen=True)
+class Level:
+    """A level below the event: every event holds a list of its entries (hits, channels, edges, particles).
+    A level a schema does not declare is a plain variable-length list."""
+    name: str
+    size: int | None = None        # fixed: exactly `size` entries per event, stored as Arrow fixed_size_list
+    parent: str | None = None      # nested: one list per entry of the `parent` level (e.g. the MC events of each hit)
+    pairs_of: str | None = None    # ordered pairs of another level's entries: G² entries for G, row-major (i·G + j)
+    doc: str = ""
+
+    def __post_init__(self):
+        if self.name == "event": raise ValueError("'event' is the row itself, not a level to declare")
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
+            raise ValueError(f"level {self.name}: size must be a whole number >= 1, found {self.size!r}")
+        if sum(x is not None for x in (self.size, self.parent, self.pairs_of)) > 1:
+            raise ValueError(f"level {self.name}: choose at most one of size, parent and pairs_of")
 
 @dataclass(frozen=True)
 class Column:
-    "One column of a schema: its name, level, leaf type, unit and meaning."
+    "One column of a schema: its name, level, leaf type, unit and meaning (`index_of`: values index that level)."
     name: str
     level: str
     dtype: pa.DataType
@@ -26,16 +41,19 @@ class Column:
     doc: str = ""
     nullable: bool = False
     required: bool = True
+    index_of: str | None = None
+    nesting: tuple = field(default=(), compare=False, repr=False)   # filled in by its Schema: (None | size, ...)
 
     def arrow_type(self) -> pa.DataType:
+        "The Arrow type: the leaf type inside one list per nesting level (a fixed-size list where the level is fixed)."
+        nesting = self.nesting if self.nesting or self.level == "event" else (None,)   # outside a schema: a plain list
         t = self.dtype
-        if self.level in ("hit", "group", "group_pair"): t = pa.list_(t)
-        elif self.level == "hit_list": t = pa.list_(pa.list_(t))
+        for size in reversed(nesting): t = pa.list_(t, size) if size else pa.list_(t)
         return t
 
 @dataclass(frozen=True)
 class Schema:
-    "A named, versioned column contract keyed by `key` (one row per event)."
+    "A named, versioned column contract keyed by `key` (one row per event), with the levels its columns live at."
     name: str
     version: int
     columns: tuple[Column, ...]
@@ -43,10 +61,26 @@ class Schema:
     doc: str = ""
     exact_types: bool = True   # False for foreign layouts: compare the kind (int/float/bool/list depth), not the width
     checks: tuple = ()         # extra callables (table, where) -> None that raise HepnbError
+    levels: tuple[Level, ...] = ()
 
     def __post_init__(self):
-        for c in self.columns:
-            if c.level not in LEVELS: raise ValueError(f"{self.name}: column {c.name} has unknown level {c.level}")
+        # a level may refer to one no column of this schema uses (a stage's pair predictions without the groups):
+        # its checks then wait for a table that has both
+        declared = {lv.name: lv for lv in self.levels}
+        columns = tuple(replace(c, nesting=self._nesting(c.level, declared)) for c in self.columns)
+        object.__setattr__(self, "columns", columns)
+
+    def _nesting(self, level: str, declared: dict, seen: tuple = ()) -> tuple:
+        "One entry per list around a value of `level`, outermost first: a fixed size or None."
+        if level == "event": return ()
+        if level in seen: raise ValueError(f"{self.name}: levels {' -> '.join(seen + (level,))} form a cycle")
+        lv = declared.get(level, Level(level))
+        outer = self._nesting(lv.parent, declared, seen + (level,)) if lv.parent else ()
+        return outer + (lv.size,)
+
+    def level(self, name: str) -> Level:
+        "The declared level `name` (or a plain list level if undeclared)."
+        return next((lv for lv in self.levels if lv.name == name), Level(name))
 
     @property
     def names(self) -> list[str]: return [c.name for c in self.columns]
@@ -103,7 +137,7 @@ def _leaf(arr: pa.ChunkedArray | pa.Array, depth: int):
 
 def _kind(t: pa.DataType) -> str:
     "int/float/bool/str, with one `list<` per nesting level: the comparison for foreign layouts."
-    if pa.types.is_list(t) or pa.types.is_large_list(t): return f"list<{_kind(t.value_type)}>"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t): return f"list<{_kind(t.value_type)}>"
     for name, f in (("bool", pa.types.is_boolean), ("int", pa.types.is_integer), ("float", pa.types.is_floating),
                     ("str", lambda x: pa.types.is_string(x) or pa.types.is_large_string(x))):
         if f(t): return name
@@ -121,7 +155,7 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table", partia
             continue
         col = table.column(c.name)
         want = c.arrow_type()
-        depth = {"event": 0, "hit": 1, "group": 1, "group_pair": 1, "hit_list": 2}[c.level]
+        depth = len(c.nesting)
         if col.type != want and (schema.exact_types or _kind(col.type) != _kind(want)):
             if not _int_flags(table, col, want, depth, schema.key, f"{where} [column {c.name}]"):
                 raise HepnbError(f"expected type {want}, found {col.type}", where=f"{where} [column {c.name}]")
@@ -158,24 +192,55 @@ def _int_flags(table, col, want: pa.DataType, depth: int, key: str, where: str) 
                          f"value(s), e.g. {values[0].as_py()}", where=where)
     return True
 
+def _lengths(table: pa.Table, name: str) -> np.ndarray:
+    "Per-event list lengths of column `name` (a null list counts as empty)."
+    col = table.column(name).combine_chunks()
+    return pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+def _row_error(table, schema, n, m, what: str, where: str):
+    "`HepnbError` at the first row where lengths `n` and `m` differ, naming the event."
+    row = _first_bad_row(n != m)
+    ev = f" (event_id {table.column(schema.key)[row].as_py()})" if schema.key in table.column_names else ""
+    raise HepnbError(what.format(n=n[row], m=m[row]) + f" in row {row}{ev}", where=where)
+
 def _check_lengths(table, schema, where):
-    "All columns of a level agree on their per-event lengths; `hit_list` outer length = hits."
-    ref: dict[str, tuple[str, np.ndarray]] = {}
-    for c in schema.columns:
-        if c.level == "event" or c.name not in table.column_names: continue
-        lvl = "hit" if c.level == "hit_list" else c.level
-        col = table.column(c.name).combine_chunks()
-        n = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False)
-        if lvl not in ref: ref[lvl] = (c.name, n); continue
-        first, m = ref[lvl]
+    """Per level: all its columns agree on their per-event lengths; a fixed level has its size, a nested level's
+    outer length is its parent's, a pair level has G² entries; index columns point inside their level."""
+    ref: dict[str, tuple[str, np.ndarray]] = {}          # level -> (first column seen, its lengths)
+    present = [c for c in schema.columns if c.level != "event" and c.name in table.column_names]
+    for c in present:
+        lv = schema.level(c.level)
+        counted = lv.parent or c.level                     # a nested column's outer list has one entry per parent
+        n = _lengths(table, c.name)
+        if lv.size is not None and not lv.parent and (n != lv.size).any():
+            _row_error(table, schema, n, np.full_like(n, lv.size), f"{{n}} entries where level {c.level} has {lv.size}",
+                       f"{where} [column {c.name}]")
+        if counted not in ref: ref[counted] = (c.name, n); continue
+        first, m = ref[counted]
         if not np.array_equal(n, m):
-            row = _first_bad_row(n != m)
-            ev = f" (event_id {table.column(schema.key)[row].as_py()})" if schema.key in table.column_names else ""
-            raise HepnbError(f"list length {n[row]} differs from '{first}' length {m[row]} in row {row}{ev}",
-                             where=f"{where} [column {c.name}]")
-    if "group_pair" in ref and "group" in ref:   # G² pair entries for G groups
-        (name, n), (first, g) = ref["group_pair"], ref["group"]
-        if not np.array_equal(n, g ** 2):
-            row = _first_bad_row(n != g ** 2)
-            raise HepnbError(f"{n[row]} pair entries for {g[row]} groups ('{first}') in row {row}; expected {g[row] ** 2}",
-                             where=f"{where} [column {name}]")
+            _row_error(table, schema, n, m, f"list length {{n}} differs from '{first}' length {{m}}", f"{where} [column {c.name}]")
+    for lv in schema.levels:
+        if lv.pairs_of and lv.name in ref and lv.pairs_of in ref:      # G² pair entries for G entries
+            (name, n), (first, g) = ref[lv.name], ref[lv.pairs_of]
+            if not np.array_equal(n, g ** 2):
+                _row_error(table, schema, n, g ** 2, f"{{n}} pair entries, expected {{m}} ('{first}' entries squared)",
+                           f"{where} [column {name}]")
+    for c in present:
+        if c.index_of is None or c.index_of not in ref: continue
+        _check_index(table, c, ref[c.index_of], f"{where} [column {c.name}]")
+
+def _check_index(table, c: Column, target: tuple[str, np.ndarray], where: str):
+    "Every value of index column `c` lies in 0 <= value < the event's number of entries of its target level."
+    first, n = target
+    col = table.column(c.name).combine_chunks()
+    a, parents = col, None
+    for _ in range(len(c.nesting)):
+        idx = pc.list_parent_indices(a).to_numpy(zero_copy_only=False)
+        parents = idx if parents is None else parents[idx]
+        a = pc.list_flatten(a)
+    values = a.to_numpy(zero_copy_only=False).astype(np.int64)
+    bad = (values < 0) | (values >= n[parents])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise HepnbError(f"index {values[i]} in row {parents[i]} points outside level {c.index_of} "
+                         f"({n[parents[i]]} entries by '{first}'); expected 0 <= index < {n[parents[i]]}", where=where)

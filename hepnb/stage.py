@@ -28,11 +28,12 @@ class StageSpec:
     upstream: tuple[str, ...] = ()             # stages whose predictions are read
     truth_inputs: dict = field(default_factory=dict)   # upstream stage -> {prediction column: truth column}
     doc: str = ""
+    levels: tuple = ()                         # the detector's declared levels its outputs live at (hepnb.schema.Level)
 
     def schema(self) -> Schema:
         "The derived dataset's schema: `event_id` plus the outputs."
         import pyarrow as pa
-        return Schema(f"stage:{self.name}", 1, (Column("event_id", "event", pa.int64()), *self.outputs))
+        return Schema(f"stage:{self.name}", 1, (Column("event_id", "event", pa.int64()), *self.outputs), levels=self.levels)
 
 class StageImpl:
     "Base class of stage implementations: set `spec`, `kind`, `name`; implement `predict`."

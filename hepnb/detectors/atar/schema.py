@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from ...core import HepnbError
-from ...schema import Column, Schema, register_schema
+from ...schema import Column, Level, Schema, register_schema
 
 # %% auto #0
-__all__ = ['f32', 'i8', 'i16', 'i32', 'i64', 'b', 'DECAY_MODES', 'PARTICLE_BITS', 'PDG', 'EVENTS', 'PIONEER_ML']
+__all__ = ['f32', 'i8', 'i16', 'i32', 'i64', 'b', 'DECAY_MODES', 'PARTICLE_BITS', 'PDG', 'LEVELS', 'EVENTS', 'PIONEER_ML']
 
 # %% ../../../nbs/10_atar_schema.ipynb #f0b88066
 f32, i8, i16, i32, i64, b = pa.float32(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.bool_()
@@ -19,6 +19,10 @@ f32, i8, i16, i32, i64, b = pa.float32(), pa.int8(), pa.int16(), pa.int32(), pa.
 DECAY_MODES = {0: "pi->mu->e", 1: "pi->e nu"}
 PARTICLE_BITS = {"pion": 1, "muon": 2, "positron": 4, "electron": 8, "other": 16}
 PDG = {"pion": 211, "muon": -13, "positron": -11, "electron": 11}
+
+# the levels below the event that are more than a plain list: hits and time groups are plain lists
+LEVELS = (Level("hit_list", parent="hit", doc="a list per hit (e.g. all MC events contributing to the hit)"),
+          Level("group_pair", pairs_of="group", doc="ordered pairs of time groups, row-major: entry i·G + j is (i, j)"))
 
 def _group_count_check(table: pa.Table, where: str) -> None:
     "Group columns have one entry per time group: max(hits_time_group) + 1 per event."
@@ -36,7 +40,8 @@ def _group_count_check(table: pa.Table, where: str) -> None:
         raise HepnbError(f"{n[row]} group entries but hits_time_group implies {mx[row]} groups (row {row})",
                          where=f"{where} [column {gcols[0]}]")
 
-EVENTS = register_schema(Schema("atar.events", 1, doc="hepnb ATAR events (simulation or ingest)", checks=(_group_count_check,), columns=(
+EVENTS = register_schema(Schema("atar.events", 1, doc="hepnb ATAR events (simulation or ingest)", checks=(_group_count_check,),
+                                levels=LEVELS, columns=(
     Column("event_id", "event", i64, doc="event key"),
     Column("decay_mode", "event", i8, doc="0 = π→μ→e, 1 = π→eν (triggered pion)"),
     Column("pion_dif", "event", b, doc="the pion decayed in flight"),
@@ -88,7 +93,7 @@ EVENTS = register_schema(Schema("atar.events", 1, doc="hepnb ATAR events (simula
 def _g(name, dt, unit="", doc="", nullable=False): return Column(name, "group", dt, unit, doc, nullable, required=False)
 def _h(name, dt, unit="", doc="", required=False): return Column(name, "hit", dt, unit, doc, required=required)
 
-PIONEER_ML = register_schema(Schema("atar.pioneer_ml", 1, exact_types=False, checks=(_group_count_check,),
+PIONEER_ML = register_schema(Schema("atar.pioneer_ml", 1, exact_types=False, checks=(_group_count_check,), levels=LEVELS,
     doc="Parquet layout of the PIONEER ML code (group-level lists)", columns=(
     Column("event_id", "event", i64, doc="event key"),
     _h("hits_coord", f32, "mm", required=True), _h("hits_z", f32, "mm", required=True),

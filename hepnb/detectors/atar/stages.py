@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ...schema import Column
 from ...stage import StageImpl, StageSpec
+from .schema import LEVELS
 
 # %% auto #0
 __all__ = ['HIT_INPUTS', 'GROUP_CLASSIFIER', 'PION_STOP', 'EVENT_CLASSIFIER', 'HIT_SPLITTER', 'ENDPOINTS', 'POSITRON_ANGLE',
@@ -377,7 +378,7 @@ PATTERN_FINDER = StageSpec(
     truth_inputs={"atar.endpoints": {f"pred_group_{e}_{a}": f"group_{e}_{a}" for e in ("start", "end") for a in "xyz"}},
     outputs=(Column("group_pair_affinity", "group_pair", pa.float32(),
                     doc="P(groups i and j come from the same MC event), entry i·G + j of the event's G groups"),),
-    doc="affinity of time-group pairs: same originating MC event (pile-up separation)")
+    doc="affinity of time-group pairs: same originating MC event (pile-up separation)", levels=LEVELS)
 
 def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     "Connected-component labels (the smallest member id) of `n` nodes joined by the edges (i, j)."

@@ -1,0 +1,67 @@
+"""Fixed-size levels (e.g. 4760 calorimeter channels) load densely: `Batch.dense [B, S, C]`, no offsets or masks."""
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hepnb.core import HepnbError
+from hepnb.dataset import write_dataset
+from hepnb.loader import LoaderConfig, collate, make_loader
+from hepnb.schema import Column, Level, Schema, register_schema
+
+S = 12
+SCHEMA = register_schema(Schema("toy.calorimeter", 1, (Column("event_id", "event", pa.int64()),
+                                       Column("npho", "channel", pa.float32()), Column("time", "channel", pa.float32()),
+                                       Column("energy", "event", pa.float32()), Column("hits_e", "hit", pa.float32())),
+                levels=(Level("channel", size=S),)))
+
+
+def table(n, seed=0):
+    rng = np.random.default_rng(seed)
+    npho, time = rng.random((n, S), np.float32), rng.random((n, S), np.float32)
+    nh = rng.integers(0, 4, n)
+    hits = pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(nh)].astype(np.int32)), pa.array(rng.random(nh.sum(), np.float32)))
+    return pa.table({"event_id": np.arange(n, dtype=np.int64) * 3 + 1,
+                     "npho": pa.FixedSizeListArray.from_arrays(pa.array(npho.ravel()), S),
+                     "time": pa.FixedSizeListArray.from_arrays(pa.array(time.ravel()), S),
+                     "energy": rng.random(n, np.float32), "hits_e": hits}), npho, time
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    t, npho, time = table(300)
+    ds = write_dataset(tmp_path_factory.mktemp("dense") / "ds", t, schema=SCHEMA, rows_per_file=120, row_group_size=40)
+    return ds, npho, time
+
+
+@pytest.mark.parametrize("workers,shuffle", [(0, False), (0, True), (2, True)])
+def test_dense_batches_hold_every_event_once(dataset, workers, shuffle):
+    ds, npho, time = dataset
+    cfg = LoaderConfig(dense_features=["npho", "time"], event_columns=["energy"], batch_size=32, shuffle=shuffle,
+                       shuffle_buffer=50, num_workers=workers)
+    seen = []
+    for b in make_loader(ds, cfg):
+        row = (b.event_id.numpy() - 1) // 3
+        assert b.dense.shape == (len(row), S, 2) and b.dense.dtype.is_floating_point and b.mask is None
+        assert np.array_equal(b.dense[..., 0].numpy(), npho[row]) and np.array_equal(b.dense[..., 1].numpy(), time[row])
+        seen += row.tolist()
+    assert sorted(seen) == list(range(300))
+    assert (seen != sorted(seen)) == shuffle
+
+
+def test_dense_beside_hits_and_variable_lists_of_one_length():
+    t, npho, _ = table(10)
+    b = collate(t, LoaderConfig(dense_features=["npho"], hit_features=["hits_e"], layout="packed"))
+    assert b.dense.shape == (10, S, 1) and b.offsets.shape == (11,)
+    plain = t.set_column(1, "npho", t.column("npho").cast(pa.list_(pa.float32())))      # a foreign file's plain lists
+    assert np.array_equal(collate(plain, LoaderConfig(dense_features=["npho"])).dense[..., 0].numpy(), npho)
+
+
+def test_dense_refusals(dataset):
+    t, _, _ = table(10)
+    ragged = t.set_column(1, "npho", pa.array([[1.0] * S] * 9 + [[1.0] * (S - 1)], pa.list_(pa.float32())))
+    with pytest.raises(HepnbError, match=rf"\[column npho\]: a dense column has {S} entries in every event, found {S - 1}"):
+        collate(ragged, LoaderConfig(dense_features=["npho"]), where="f.parquet")
+    with pytest.raises(HepnbError, match=r"\[column npho\]: a hit-level column must be a list column .* found fixed_size_list"):
+        make_loader(dataset[0], LoaderConfig(hit_features=["npho"]))
+    with pytest.raises(HepnbError, match="level 'hit' \\(list\\), used here as dense-level"):
+        make_loader(dataset[0], LoaderConfig(dense_features=["hits_e"]))
