@@ -167,6 +167,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         q.add_argument("--upstream", action="append", default=[], metavar="STAGE=PATH", help="upstream predictions")
         q.add_argument("--use-truth", action="store_true", help="study mode: truth stands in for missing upstream predictions")
         q.add_argument("--device", default="cpu")
+        q.add_argument("--batch-size", type=_at_least_one, default=4096, help="events per batch (memory: about this many events)")
         q.add_argument("--overwrite", action="store_true")
         q.set_defaults(func=cmd_predict, module=mod, det=det)
 
@@ -270,7 +271,7 @@ def cmd_predict(args) -> int:
         if impl.spec.name != args.stage:
             raise HepnbError(f"the run folder holds a model for stage {impl.spec.name}, not {args.stage}", where=args.run_dir)
     ds = run_stage(impl, args.dataset, args.out, upstream=ups, use_truth=args.use_truth, overwrite=args.overwrite,
-                   show_progress=True)
+                   batch_size=args.batch_size, show_progress=True)
     print(f"wrote {ds.num_rows} predictions of {args.stage} ({impl.kind}) to {ds.path}")
     return 0
 

@@ -15,7 +15,7 @@ from .core import HepnbError, atomic_output, atomic_write_text, sha256_file
 from .schema import Schema, get_schema, validate_table
 
 # %% auto #0
-__all__ = ['MANIFEST', 'FORMAT', 'FORMAT_VERSION', 'DatasetWriter', 'write_dataset', 'Dataset', 'open_dataset',
+__all__ = ['MANIFEST', 'FORMAT', 'FORMAT_VERSION', 'DatasetWriter', 'write_dataset', 'Dataset', 'RowCursor', 'open_dataset',
            'validate_dataset', 'write_derived']
 
 # %% ../nbs/03_dataset.ipynb #d375c3ed
@@ -247,6 +247,30 @@ def _parquet(p: Path) -> pq.ParquetFile:
     try: return pq.ParquetFile(p)
     except FileNotFoundError: raise HepnbError("shard listed in manifest.json is missing", where=p) from None
     except (pa.ArrowInvalid, OSError) as e: raise HepnbError(f"not a readable Parquet file (truncated or corrupt?): {e}", where=p) from None
+
+class RowCursor:
+    "Read consecutive rows of one Parquet file from row `start` on, `take(n)` rows at a time (memory: about `chunk` rows)."
+    def __init__(self, path, start: int = 0, columns: list[str] | None = None, chunk: int = 8192):
+        pf = pq.ParquetFile(path)
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        k = max(int(np.searchsorted(starts, start, side="right")) - 1, 0)
+        self._it = pf.iter_batches(batch_size=chunk, row_groups=list(range(k, pf.num_row_groups)),
+                                   columns=columns, use_threads=False) if k < pf.num_row_groups else iter(())
+        self._skip, self._buf, self._n = start - int(starts[k]), [], 0
+
+    def take(self, n: int) -> pa.Table | None:
+        "The next `n` rows, or None if the file ends first."
+        while self._n < n:
+            rb = next(self._it, None)
+            if rb is None: return None
+            if self._skip:
+                s = min(self._skip, rb.num_rows); rb = rb.slice(s); self._skip -= s
+            if rb.num_rows: self._buf.append(rb); self._n += rb.num_rows
+        t = pa.Table.from_batches(self._buf)
+        rest = t.slice(n)
+        self._buf, self._n = rest.to_batches(), rest.num_rows
+        return t.slice(0, n)
 
 def open_dataset(path: str | os.PathLike, verify: bool = False) -> Dataset:
     "Open a dataset folder; check its manifest and shard footers (and checksums with `verify`)."

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .core import HepnbError, sha256_file
-from .dataset import MANIFEST, Dataset, open_dataset, write_dataset
+from .dataset import MANIFEST, Dataset, RowCursor, open_dataset, write_dataset
 
 # %% auto #0
 __all__ = ['SPLITS', 'LAYOUTS', 'SYNTHETIC_HIT_FEATURES', 'LoaderConfig', 'splitmix64', 'split_of', 'Batch', 'collate',
@@ -527,30 +527,6 @@ def _resolve(base: Dataset, derived: list[Dataset], cfg: LoaderConfig) -> dict[s
     return owner
 
 # %% ../nbs/05_loader.ipynb #3611481d
-class _RowCursor:
-    "Read consecutive rows of one Parquet file from row `start` on, `take(n)` rows at a time."
-    def __init__(self, path, start: int, columns: list[str], chunk: int):
-        pf = pq.ParquetFile(path)
-        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        k = max(int(np.searchsorted(starts, start, side="right")) - 1, 0)
-        self._it = pf.iter_batches(batch_size=chunk, row_groups=list(range(k, pf.num_row_groups)),
-                                   columns=columns, use_threads=False) if k < pf.num_row_groups else iter(())
-        self._skip, self._buf, self._n = start - int(starts[k]), [], 0
-
-    def take(self, n: int) -> pa.Table | None:
-        "The next `n` rows, or None if the file ends first."
-        while self._n < n:
-            rb = next(self._it, None)
-            if rb is None: return None
-            if self._skip:
-                s = min(self._skip, rb.num_rows); rb = rb.slice(s); self._skip -= s
-            if rb.num_rows: self._buf.append(rb); self._n += rb.num_rows
-        t = pa.Table.from_batches(self._buf)
-        rest = t.slice(n)
-        self._buf, self._n = rest.to_batches(), rest.num_rows
-        return t.slice(0, n)
-
 class _KeyIndex:
     "A derived dataset's columns in memory, sorted by key, for lookups by `event_id`."
     def __init__(self, d: Dataset, key: str, columns: list[str]):
@@ -686,7 +662,7 @@ class EventStream(IterableDataset):
         aligned = list(self.aligned)
         for fi, g, start, _ in units:
             pf = pq.ParquetFile(self.ds.files[fi])
-            cursors = [_RowCursor(d.files[fi], start, [key, *cols], cfg.read_rows) if al and cols else None
+            cursors = [RowCursor(d.files[fi], start, [key, *cols], cfg.read_rows) if al and cols else None
                        for d, cols, al in zip(self.derived, self.derived_columns, aligned)]
             for rb in pf.iter_batches(batch_size=cfg.read_rows, row_groups=[g], columns=[key, *self.base_columns],
                                       use_threads=threads):

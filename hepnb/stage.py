@@ -12,7 +12,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 from .core import HepnbError, sha256_file
-from .dataset import MANIFEST, Dataset, DatasetWriter, open_dataset
+from .dataset import MANIFEST, Dataset, DatasetWriter, RowCursor, open_dataset
 from .schema import Column, Schema
 
 # %% auto #0
@@ -30,10 +30,10 @@ class StageSpec:
     doc: str = ""
     levels: tuple = ()                         # the detector's declared levels its outputs live at (hepnb.schema.Level)
 
-    def schema(self) -> Schema:
-        "The derived dataset's schema: `event_id` plus the outputs."
+    def schema(self, key: str = "event_id") -> Schema:
+        "The derived dataset's schema: the base dataset's key plus the outputs."
         import pyarrow as pa
-        return Schema(f"stage:{self.name}", 1, (Column("event_id", "event", pa.int64()), *self.outputs), levels=self.levels)
+        return Schema(f"stage:{self.name}", 1, (Column(key, "event", pa.int64()), *self.outputs), key=key, levels=self.levels)
 
 class StageImpl:
     "Base class of stage implementations: set `spec`, `kind`, `name`; implement `predict`."
@@ -74,25 +74,25 @@ def _upstream(spec: StageSpec, base: Dataset, upstream: dict, use_truth: bool, n
     return out
 
 def _batches(spec, base: Dataset, ups: dict[str, Dataset], use_truth: bool, batch_size: int, needs=()) -> Iterator[tuple[int, pa.Table]]:
-    "Yield (shard index, base inputs joined with upstream predictions) batch by batch."
+    """Yield (shard index, base inputs joined with upstream predictions) batch by batch; the upstream shards are
+    read alongside, one batch at a time (never a whole shard), and must hold the same keys in the same order."""
+    key = base.manifest.get("key") or "event_id"
     truth_cols = {p: t for n, m in spec.truth_inputs.items() if n in needs and n not in ups and use_truth for p, t in m.items()}
-    cols = sorted(set(spec.inputs) | {"event_id"} | set(truth_cols.values()))
+    cols = sorted(set(spec.inputs) | {key} | set(truth_cols.values()))
     base._check_columns(cols)
     for i, path in enumerate(base.files):
-        up_tables = {n: pq.read_table(d.files[i]) for n, d in ups.items()}   # one shard of predictions: small
-        start = 0
+        cursors = {n: RowCursor(d.files[i], chunk=batch_size) for n, d in ups.items()}
         for b in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=cols, use_threads=False):
             t = pa.Table.from_batches([b])
-            ids = t.column("event_id")
-            for n, ut in up_tables.items():
-                part = ut.slice(start, t.num_rows)
-                if not part.column("event_id").equals(ids):
-                    raise HepnbError(f"event_id order differs from the base dataset in shard {i}", where=ups[n].files[i])
+            ids = t.column(key)
+            for n, cursor in cursors.items():
+                part = cursor.take(t.num_rows)
+                if part is None or not part.column(key).equals(ids):
+                    raise HepnbError(f"{key} order differs from the base dataset in shard {i}", where=ups[n].files[i])
                 for c in part.column_names:
-                    if c != "event_id": t = t.append_column(c, part.column(c))
+                    if c != key: t = t.append_column(c, part.column(c))
             for p, tc in truth_cols.items():
                 t = t.append_column(p, t.column(tc))
-            start += t.num_rows
             yield i, t
 
 def run_stage(impl: StageImpl, base: Dataset | str | os.PathLike, out: str | os.PathLike, *, upstream: dict | None = None,
@@ -109,7 +109,8 @@ def run_stage(impl: StageImpl, base: Dataset | str | os.PathLike, out: str | os.
                 "checkpoint_sha256": sha256_file(ck) if ck else None,
                 "upstream": {n: {"path": str(d.path), "manifest_sha256": sha256_file(d.path / MANIFEST)} for n, d in ups.items()},
                 "truth_inputs": sorted(n for n in needs if n not in ups) if use_truth else []}
-    schema = spec.schema()
+    key = base.manifest.get("key") or "event_id"
+    schema = spec.schema(key)
     bar = progress(total=base.num_rows, desc=spec.name, unit="ev", disable=None if show_progress else True)
     with DatasetWriter(out, schema=schema, kind="derived", base=base, producer=producer, overwrite=overwrite,
                        detector=base.manifest.get("detector", ""), rows_per_file=10**12) as w:
@@ -119,7 +120,7 @@ def run_stage(impl: StageImpl, base: Dataset | str | os.PathLike, out: str | os.
             pred = impl.predict(t)
             if pred.num_rows != t.num_rows:
                 raise HepnbError(f"{impl.name or type(impl).__name__} returned {pred.num_rows} rows for {t.num_rows} events")
-            w.write(pa.table({"event_id": t.column("event_id"), **{c: pred.column(c) for c in pred.column_names}}))
+            w.write(pa.table({key: t.column(key), **{c: pred.column(c) for c in pred.column_names}}))
             bar.update(t.num_rows)
     bar.close()
     return open_dataset(out)
