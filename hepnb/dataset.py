@@ -31,18 +31,21 @@ class DatasetWriter:
     def __init__(self, path: str | os.PathLike, *, schema: Schema | None = None, detector: str = "",
                  producer: dict | None = None, seed: int | None = None, kind: str = "base",
                  base: "Dataset | None" = None, rows_per_file: int = 100_000, row_group_size: int = 10_000,
-                 overwrite: bool = False, compression: str = "zstd", validate: bool = True):
+                 overwrite: bool = False, compression: str = "zstd", validate: bool = True,
+                 row_group_bytes: int = 128 << 20):
         self.path, self.schema, self.kind = Path(path), schema, kind
         if kind not in ("base", "derived"): raise ValueError(f"kind must be base or derived, not {kind}")
         if kind == "derived" and base is None: raise ValueError("a derived dataset needs its base dataset")
         if self.path.exists() and not overwrite:
             raise HepnbError("output already exists; choose another path or pass --overwrite", where=self.path)
-        for key, value in (("rows_per_file", rows_per_file), ("row_group_size", row_group_size)):
+        for key, value in (("rows_per_file", rows_per_file), ("row_group_size", row_group_size),
+                           ("row_group_bytes", row_group_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 flag = "--" + key.replace("_", "-")
                 raise HepnbError(f"expected a whole number >= 1, found {value!r}", where=f"{flag} ({key})")
         self.meta = dict(detector=detector, producer=producer or {}, seed=seed)
         self.base, self.rows_per_file, self.row_group_size = base, rows_per_file, row_group_size
+        self.row_group_bytes = row_group_bytes     # a row group holds at most row_group_size events and about this many bytes
         self.overwrite, self.compression, self.validate = overwrite, compression, validate
         self.tmp: Path | None = None
         self._output = None                 # the atomic_output context: lock, temporary folder, final rename
@@ -101,11 +104,14 @@ class DatasetWriter:
                 validate_table(table, self.schema, where=f"data written to {self.path} (after conversion to the schema's types)")
         if self.validate and self._key_in(table):
             self._keys.append(table.column(self._key).to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+        group = self.row_group_size
+        if table.num_rows:     # 60-hit events or 4760-channel events: a row group is bounded in bytes too
+            group = min(group, max(1, self.row_group_bytes * table.num_rows // max(1, table.nbytes)))
         start = 0
         while start < table.num_rows:
             if self._writer is None: self._open_shard()
             n = min(self.rows_per_file - self._rows_in_file, table.num_rows - start)
-            self._writer.write_table(table.slice(start, n), row_group_size=self.row_group_size)
+            self._writer.write_table(table.slice(start, n), row_group_size=group)
             self._rows_in_file += n; start += n
             if self._rows_in_file >= self.rows_per_file: self._close_shard()
 

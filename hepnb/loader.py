@@ -50,6 +50,7 @@ class LoaderConfig:
     dtype: str = "float32"
     drop_last: bool = False
     read_rows: int = 8192
+    max_chunk_bytes: int = 256 << 20        # read chunks and the shuffle buffer hold at most about this many bytes
     num_workers: int = 0
     prefetch_factor: int = 2
     persistent_workers: bool = True
@@ -68,7 +69,7 @@ class LoaderConfig:
         if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-9:
             bad("fractions", f"expected three non-negative fractions (train, val, test) summing to 1, found {self.fractions!r}")
         if self.dtype not in _DTYPES: bad("dtype", f"unknown dtype {self.dtype!r} (expected one of {list(_DTYPES)})")
-        for k in ("batch_size", "read_rows", "world_size"):
+        for k in ("batch_size", "read_rows", "world_size", "max_chunk_bytes"):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1: bad(k, f"expected a positive integer, found {getattr(self, k)!r}")
         for k in ("shuffle_buffer", "num_workers", "seed", "split_seed", "rank"):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 0: bad(k, f"expected an integer >= 0, found {getattr(self, k)!r}")
@@ -613,6 +614,20 @@ def _batches(blocks: Iterator[_Block], cfg: LoaderConfig, rng: np.random.Generat
         yield _batch(pool, seq[i:i + bs], cfg)
 
 # %% ../nbs/05_loader.ipynb #820df218
+def _event_bytes(datasets: Sequence[Dataset], columns: list[str]) -> int:
+    "Uncompressed bytes per event of `columns`, from the Parquet footers of the first shard of each dataset."
+    total = 0
+    for d in datasets:
+        if not d.files: continue
+        md = pq.ParquetFile(d.files[0]).metadata
+        rows = max(1, md.num_rows)
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            for i in range(rg.num_columns):
+                c = rg.column(i)
+                if c.path_in_schema.split(".", 1)[0] in columns: total += c.total_uncompressed_size / rows
+    return max(1, int(total))
+
 class EventStream(IterableDataset):
     "Batches of a dataset (joined with derived datasets) as an IterableDataset; split by row group across workers."
     def __init__(self, ds: Dataset | str | os.PathLike, config: LoaderConfig, derived: Sequence = ()):
@@ -621,6 +636,10 @@ class EventStream(IterableDataset):
         self.derived = [_as_dataset(d) for d in derived]
         for d in self.derived: _check_derived(self.ds, d, config.key)
         self.owner = _resolve(self.ds, self.derived, config)
+        # budgets count events, but an event can be 60 hits or 10^5: bound read chunks and the shuffle buffer in bytes
+        self.event_bytes = _event_bytes([self.ds, *self.derived], config.columns)
+        most = max(1, config.max_chunk_bytes // max(1, self.event_bytes))
+        self.config = replace(self.config, read_rows=min(config.read_rows, most), shuffle_buffer=min(config.shuffle_buffer, most))
         self.base_columns = [c for c in config.columns[1:] if self.owner[c] == 0]
         self.derived_columns = [[c for c in config.columns[1:] if self.owner[c] == i + 1] for i in range(len(self.derived))]
         base_rows = [f["rows"] for f in self.ds.manifest["files"]]

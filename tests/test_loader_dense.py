@@ -65,3 +65,15 @@ def test_dense_refusals(dataset):
         make_loader(dataset[0], LoaderConfig(hit_features=["npho"]))
     with pytest.raises(HepnbError, match="level 'hit' \\(list\\), used here as dense-level"):
         make_loader(dataset[0], LoaderConfig(dense_features=["hits_e"]))
+
+
+def test_read_chunks_and_shuffle_buffer_are_bounded_in_bytes(dataset):
+    "An event of S channels x 2 floats is >= 96 bytes: a 1 kB budget holds a few events, whatever the event counts say."
+    from hepnb.loader import EventStream
+    ds, npho, _ = dataset
+    cfg = LoaderConfig(dense_features=["npho", "time"], batch_size=4, shuffle=True, max_chunk_bytes=1000)
+    stream = EventStream(ds, cfg)
+    assert 96 <= stream.event_bytes <= 200, stream.event_bytes          # values, the key and Parquet levels
+    assert stream.config.read_rows == stream.config.shuffle_buffer == 1000 // stream.event_bytes
+    rows = sorted(int(i) for b in stream for i in (b.event_id.numpy() - 1) // 3)
+    assert rows == list(range(300))
