@@ -66,6 +66,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'hepnb.cli.cmd_campaign': ('cli.html#cmd_campaign', 'hepnb/cli.py'),
                            'hepnb.cli.cmd_convert': ('cli.html#cmd_convert', 'hepnb/cli.py'),
                            'hepnb.cli.cmd_detectors': ('cli.html#cmd_detectors', 'hepnb/cli.py'),
+                           'hepnb.cli.cmd_evaluate': ('cli.html#cmd_evaluate', 'hepnb/cli.py'),
                            'hepnb.cli.cmd_ingest': ('cli.html#cmd_ingest', 'hepnb/cli.py'),
                            'hepnb.cli.cmd_lab': ('cli.html#cmd_lab', 'hepnb/cli.py'),
                            'hepnb.cli.cmd_predict': ('cli.html#cmd_predict', 'hepnb/cli.py'),

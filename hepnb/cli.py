@@ -11,7 +11,7 @@ from .settings import load_settings
 
 # %% auto #0
 __all__ = ['HEAVY', 'build_parser', 'cmd_simulate', 'cmd_train', 'cmd_predict', 'cmd_ingest', 'cmd_convert', 'cmd_validate',
-           'cmd_report', 'cmd_campaign', 'cmd_detectors', 'cmd_lab', 'cmd_settings', 'main']
+           'cmd_report', 'cmd_campaign', 'cmd_evaluate', 'cmd_detectors', 'cmd_lab', 'cmd_settings', 'main']
 
 # %% ../nbs/20_cli.ipynb #bc5c659a
 def _detector_parts(part: str) -> dict:
@@ -103,7 +103,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-HEAVY = ("train", "predict")   # their options come from torch-based modules: built only when asked for
+HEAVY = ("train", "predict", "evaluate")   # their options come from torch-based modules: built only when asked for
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     "The argument parser of the `hepnb` command (`command`: build that subcommand's full options)."
@@ -170,6 +170,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         q.add_argument("--batch-size", type=_at_least_one, default=4096, help="events per batch (memory: about this many events)")
         q.add_argument("--overwrite", action="store_true")
         q.set_defaults(func=cmd_predict, module=mod, det=det)
+
+    p = sub.add_parser("evaluate", help="compare stage predictions with the truth: one row per metric, value ± error")
+    dets = p.add_subparsers(dest="detector", required=True, metavar="DETECTOR")
+    for name, found in (_detector_parts("evaluator") if command == "evaluate" else {}).items():
+        if isinstance(found, HepnbError): _refusing_parser(dets, name, found); continue
+        det, mod = found
+        q = dets.add_parser(name, help=f"evaluate {name} predictions")
+        q.add_argument("--dataset", type=Path, required=True, help="base dataset (with truth)")
+        q.add_argument("predictions", type=Path, nargs="+", metavar="PREDICTIONS",
+                       help="prediction datasets from `hepnb predict` (stage and implementation read from their manifests)")
+        q.add_argument("--out", type=Path, default=None, help="also write the rows as CSV (.csv) or JSON (.json)")
+        q.set_defaults(func=cmd_evaluate, module=mod)
 
     p = sub.add_parser("detectors", help="list the registered detectors: schemas, presets, tasks and stages")
     p.set_defaults(func=cmd_detectors)
@@ -341,6 +353,39 @@ def cmd_campaign(args) -> int:
     if c is None: return 0
     print(f"index: {c.reports / 'index.html'}")
     return 0 if all(r["status"] == "succeeded" for r in rows) else 1
+
+def cmd_evaluate(args) -> int:
+    "Evaluate prediction datasets against the base dataset's truth with the detector's evaluator."
+    import csv, io, json
+    from hepnb.core import atomic_write_text
+    from hepnb.dataset import open_dataset
+    preds = {}
+    for path in args.predictions:
+        ds = open_dataset(path)
+        producer = ds.manifest.get("producer") or {}
+        if ds.kind != "derived" or "stage" not in producer:
+            raise HepnbError("expected a prediction dataset written by `hepnb predict` (a derived dataset naming its "
+                             f"stage), found a {ds.kind} dataset", where=path)
+        label = (producer["stage"], producer.get("kind") or producer.get("implementation", "?"))
+        if label in preds: raise HepnbError(f"two prediction datasets for {label[0]} ({label[1]})", where=path)
+        preds[label] = ds
+    rows, _ = args.module.evaluate(open_dataset(args.dataset), preds)
+    def value(r):
+        return f"{r['value']:.4g}" + (f" ± {r['error']:.2g}" if r.get("error") is not None else "")
+    width = max([len(r["metric"]) for r in rows] + [6])
+    for r in rows:
+        print(f"{r['stage']:<24} {r['implementation']:<10} {r['metric']:<{width}} {value(r):>20}   n={r.get('n') or '-'}")
+    if args.out is not None:
+        if args.out.suffix == ".json": text = json.dumps(rows, indent=1) + "\n"
+        elif args.out.suffix == ".csv":
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["stage"])
+            w.writeheader(); w.writerows(rows)
+            text = buf.getvalue()
+        else: raise HepnbError(f"expected a .csv or .json file, found {args.out.suffix or 'no suffix'}", where="--out")
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}")
+    return 0
 
 def cmd_detectors(args) -> int:
     "One block per detector: description, schemas, presets, tasks and stages (ML / classical); broken ones with their error."

@@ -7,7 +7,8 @@ import pytest
 from conftest import run_cli
 from hepnb.dataset import open_dataset
 
-SUBCOMMANDS = [["simulate"], ["simulate", "atar"], ["ingest"], ["convert"], ["validate"], ["report"], ["settings"]]
+SUBCOMMANDS = [["simulate"], ["simulate", "atar"], ["ingest"], ["convert"], ["validate"], ["report"], ["settings"],
+               ["detectors"], ["evaluate"], ["lab"]]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS, ids=" ".join)
@@ -141,3 +142,18 @@ def test_train_then_predict_ml_and_classical(tmp_path):
     run_cli("predict", "atar", "atar.event_classifier", "--dataset", ds, "--out", tmp_path / "c", "--classical",
             "--upstream", f"atar.pion_stop={tmp_path / 'ps'}", check=0)
     assert open_dataset(tmp_path / "ps").manifest["producer"]["truth_inputs"] == ["atar.group_classifier"]
+
+
+def test_predict_then_evaluate_through_the_registry(tmp_path, small_atar):
+    "predict (streamed in small batches) then evaluate: rows per metric with errors; a base dataset is not predictions."
+    g, p = tmp_path / "groups", tmp_path / "stops"
+    run_cli("predict", "atar", "atar.group_classifier", "--classical", "--dataset", small_atar.path, "--out", g, check=0)
+    run_cli("predict", "atar", "atar.pion_stop", "--classical", "--dataset", small_atar.path, "--out", p,
+            "--upstream", f"atar.group_classifier={g}", "--batch-size", 170, check=0)
+    out = run_cli("evaluate", "atar", "--dataset", small_atar.path, g, p, "--out", tmp_path / "rows.json", check=0).stdout
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    stop = next(r for r in rows if r["stage"] == "atar.pion_stop" and r["metric"] == "error3d_68")
+    assert stop["implementation"] == "classical" and 0.05 < stop["value"] < 0.2 and stop["error"] > 0 and stop["n"] == 3000
+    assert "atar.pion_stop" in out and "±" in out
+    p2 = run_cli("evaluate", "atar", "--dataset", small_atar.path, small_atar.path, cwd=tmp_path)
+    assert p2.returncode == 2 and "expected a prediction dataset" in p2.stderr and len(p2.stderr.strip().splitlines()) == 1
