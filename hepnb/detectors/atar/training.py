@@ -52,7 +52,9 @@ def _train(task, ds, run_dir, mc, tc, batch_size, num_workers, resume, mlflow_ur
     torch.manual_seed(tc.seed)
     net = AtarModel(mc)
     trainer = Trainer(net, loss, epoch_data(tl), epoch_data(vl), tc, run_dir, resume=resume, mlflow_uri=mlflow_uri)
-    # after the Trainer accepted the folder (a finished run is not overwritten without --resume)
+    # after the Trainer accepted the folder (a finished run is not overwritten without --resume); with what
+    # "auto" became on this machine and, when fine-tuning, the source checkpoint's path and SHA-256
+    info["resolved"] = trainer.resolved
     if not resume: atomic_write_text(run_dir / "model.json", json.dumps(info, indent=1) + "\n")
     return trainer.fit()
 
