@@ -209,6 +209,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a dataset folder, a Parquet file or a ROOT file")
     p.add_argument("path", type=Path)
     p.add_argument("--schema", default=None, help="schema name (default: from the manifest or detected)")
+    p.add_argument("--columns", type=_patterns, action="extend", default=None, metavar="NAMES",
+                   help="ROOT/Parquet: branches to check, names or wildcards (default all)")
+    p.add_argument("--exclude", type=_patterns, action="extend", default=None, metavar="NAMES",
+                   help="ROOT/Parquet: branches to leave out (wins over --columns)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("report", help="execute a stage notebook with parameters into an HTML report")
@@ -304,7 +308,7 @@ def cmd_convert(args) -> int:
 
 def cmd_validate(args) -> int:
     from hepnb.rootio import validate_path
-    print(validate_path(args.path, schema=args.schema))
+    print(validate_path(args.path, schema=args.schema, columns=args.columns, exclude=args.exclude))
     return 0
 
 def cmd_report(args) -> int:

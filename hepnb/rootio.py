@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_rootio.ipynb #02aec8c6
 from __future__ import annotations
-import base64, bisect, contextlib, difflib, json, os, uuid, warnings
+import base64, bisect, contextlib, difflib, json, os, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from .core import HepnbError, progress, sha256_file
+from .core import HepnbError, atomic_output, progress, sha256_file
 from .schema import Schema, get_schema, known_schemas, validate_table, _kind
 from .dataset import Dataset, DatasetWriter, open_dataset, validate_dataset
 
@@ -366,7 +366,7 @@ def _pick_tree(f, path: Path, tree: str | None) -> str:
     if len(trees) == 1: return next(iter(trees))
     if not trees:
         raise HepnbError(f"expected a TTree, found none (nor a TNtuple or RNTuple; objects: {_objects(f)})", where=path)
-    raise HepnbError(f"expected one TTree, found {len(trees)}: {_some(sorted(trees))}; choose one with tree=", where=path)
+    raise HepnbError(f"expected one TTree, found {len(trees)}: {_some(sorted(trees))}; choose one with --tree (tree= in Python)", where=path)
 
 def _stored_manifest(f, tree: str) -> dict | None:
     "The hepnb manifest in a file written by `convert_to_root` for `tree`, else None."
@@ -624,7 +624,7 @@ def ingest(src: str | os.PathLike, out: str | os.PathLike, *, tree: str | None =
     from hepnb import __version__
     src, out = Path(src), Path(out)
     if out.exists() and not overwrite:
-        raise HepnbError("output already exists; choose another path or pass overwrite=True (--overwrite)", where=out)
+        raise HepnbError("output already exists; choose another path or pass --overwrite", where=out)
     sel = _Selection(columns, exclude)
     with contextlib.ExitStack() as stack:
         s = _open_source(src, tree, step_size, stack, sel)
@@ -683,6 +683,13 @@ def _null_levels(col: pa.Array, depth: int) -> list[bool]:
 
 def _layout(name: str, t: pa.DataType, nulls: list[bool], where: str) -> dict:
     "The branches (and their uproot types) one column is written as."
+    if pa.types.is_fixed_size_list(t):             # a fixed-size array per event: one branch `name[size]/T`
+        code = _leaf_code(t.value_type, 0, where)
+        if code == "string" or nulls[0]:
+            raise HepnbError(f"a fixed-size array column of {t.value_type} {'with nulls ' if nulls[0] else ''}cannot be "
+                             "written to ROOT (supported: numbers and booleans, no null arrays)", where=where)
+        return {"name": name, "depth": 0, "fixed": t.list_size, "leaf": code, "branches": {"values": name},
+                "types": {name: np.dtype((code, (t.list_size,)))}}
     d, leaf = _depth_leaf(t)
     if d > 2: raise HepnbError(f"type {t} is nested {d} lists deep; ROOT output supports at most 2", where=where)
     code = _leaf_code(leaf, d, where)
@@ -706,7 +713,8 @@ def _check_names(layouts: list[dict], where: str) -> None:
     "Branch and counter names must not collide (e.g. a column 'x__valid' beside a nullable 'x')."
     seen: dict[str, str] = {}
     for lay in layouts:
-        names = list(lay["types"]) + [f"{b}{_COUNTER}" for b, ty in lay["types"].items() if ty.startswith("var")]
+        counters = [f"{b}{_COUNTER}" for b, ty in lay["types"].items() if isinstance(ty, str) and ty.startswith("var")]
+        names = list(lay["types"]) + counters
         for b in names:
             if b in seen:
                 raise HepnbError(f"ROOT branch name '{b}' is needed by columns '{seen[b]}' and '{lay['name']}'; rename one",
@@ -736,6 +744,13 @@ def _encode(col: pa.Array, lay: dict) -> dict:
     "One column of a chunk as {branch: numpy or awkward array} for `WritableTree.extend`."
     import awkward as ak
     d, br, code, out = lay["depth"], lay["branches"], lay["leaf"], {}
+    if lay.get("fixed"):
+        values = pc.list_flatten(col)
+        if values.null_count:
+            raise HepnbError(f"{values.null_count} null entries in a fixed-size array: ROOT arrays have no nulls",
+                             where=f"column {lay['name']}")
+        out[br["values"]] = _np(values, code).reshape(len(col), lay["fixed"])
+        return out
     if d == 0:
         out[br["values"]] = _np(col, code)
         if "valid" in br: out[br["valid"]] = _valid(col)
@@ -777,7 +792,7 @@ def convert_to_root(dataset: Dataset | str | os.PathLike, out_root: str | os.Pat
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
     out = Path(out_root)
     if out.exists() and not overwrite:
-        raise HepnbError("output already exists; choose another path or pass overwrite=True (--overwrite)", where=out)
+        raise HepnbError("output already exists; choose another path or pass --overwrite", where=out)
     if tree == ROOT_MANIFEST: raise HepnbError(f"the tree cannot be called {ROOT_MANIFEST}", where=out)
     schema = (pq.read_schema(ds.files[0]) if ds.files else pa.schema([])).remove_metadata()
     if not ds.files:
@@ -791,10 +806,9 @@ def convert_to_root(dataset: Dataset | str | os.PathLike, out_root: str | os.Pat
     meta = {"format": ROOT_FORMAT, "format_version": ROOT_FORMAT_VERSION, "tree": tree,
             "dataset": {k: v for k, v in ds.manifest.items() if k != "files"},
             "arrow_schema": _schema_b64(schema),
-            "layout": [{k: lay[k] for k in ("name", "depth", "leaf", "branches")} for lay in lays]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+            "layout": [{k: lay[k] for k in ("name", "depth", "leaf", "branches", "fixed") if k in lay} for lay in lays]}
+    # one writer at a time, the file appears whole or not at all, SIGTERM cleans up (hepnb.core.atomic_output)
+    with atomic_output(out, overwrite=overwrite, folder=False) as tmp:
         with uproot.recreate(tmp) as f:
             t = f.mktree(tree, {b: ty for lay in lays for b, ty in lay["types"].items()},
                          counter_name=lambda c: f"{c}{_COUNTER}")
@@ -804,10 +818,6 @@ def convert_to_root(dataset: Dataset | str | os.PathLike, out_root: str | os.Pat
                 t.extend(data)
             f[ROOT_MANIFEST] = json.dumps(meta, default=str)
         with open(tmp, "rb+") as fh: os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
     return out
 
 # %% ../nbs/04_rootio.ipynb #7af05763
@@ -824,6 +834,9 @@ def _decode(ch, lay: dict, typ: pa.DataType) -> pa.Array:
     def mask(key):
         return pa.array(~ak.to_numpy(ak.flatten(ch[br[key]], axis=None)).astype(bool)) if key in br else None
     valid = ak.to_numpy(ak.flatten(ch[br["valid"]], axis=None)).astype(bool) if "valid" in br else None
+    if lay.get("fixed"):
+        values = np.ascontiguousarray(ak.to_numpy(ch[br["values"]]).astype(code, copy=False))
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), lay["fixed"]).cast(typ)
     if d == 0: return leaf(ch[br["values"]], valid).cast(typ)
     lval = pa.array(~ak.to_numpy(ch[br["lvalid"]]).astype(bool)) if "lvalid" in br else None
     if d == 1:

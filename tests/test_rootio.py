@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
-from hepnb.core import sha256_file
+from hepnb.core import HepnbError, sha256_file
 from hepnb.dataset import open_dataset, write_dataset
 from hepnb.detectors.atar.pioneer import to_pioneer_ml
 from hepnb.detectors.atar.schema import EVENTS, PIONEER_ML
@@ -213,3 +213,31 @@ def test_validate_path_all_kinds(tmp_path):
     g = validate_path(write_generic_root(tmp_path / "g.root"))
     assert "14 rows" in g and "generic" in g
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "ev.root", "g.root", "p.parquet"]
+
+
+def test_fixed_size_arrays_round_trip_bit_identical(tmp_path):
+    "A 4760-channel array per event is one `npho[4760]/F` branch, read back bit-identical; a foreign one ingests too."
+    import numpy as np
+    import pyarrow as pa
+    import uproot
+    from hepnb.core import output_lock
+    from hepnb.dataset import write_dataset
+    from hepnb.rootio import convert_to_root, ingest
+    rng = np.random.default_rng(3)
+    npho = rng.random((20, 4760), np.float32)
+    t = pa.table({"event_id": np.arange(20, dtype=np.int64),
+                  "npho": pa.FixedSizeListArray.from_arrays(pa.array(npho.ravel()), 4760),
+                  "uvwTruth": pa.FixedSizeListArray.from_arrays(pa.array(rng.random(60, np.float32)), 3)})
+    root = convert_to_root(write_dataset(tmp_path / "ds", t), tmp_path / "x.root")
+    branch = uproot.open(root)["events"]["npho"]
+    assert branch.title == "npho[4760]/F"
+    assert ingest(root, tmp_path / "back").read().equals(t)
+    with uproot.recreate(tmp_path / "foreign.root") as f:                 # as the xec-ml-wl preprocessing writes it
+        f["tree"] = {"run": np.ones(20, np.int32), "npho": npho}
+    back = ingest(tmp_path / "foreign.root", tmp_path / "foreign").read()
+    assert back.schema.field("npho").type == pa.list_(pa.float32(), 4760)
+    assert np.array_equal(np.stack(back.column("npho").to_numpy(zero_copy_only=False)), npho)
+    with output_lock(tmp_path / "busy.root"):                             # one writer per output file
+        with pytest.raises(HepnbError, match="another writer"):
+            convert_to_root(tmp_path / "ds", tmp_path / "busy.root")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "ds", "foreign", "foreign.root", "x.root"]
