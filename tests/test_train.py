@@ -342,6 +342,28 @@ def test_too_many_nonfinite_losses_stop_the_run(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))   # never trained on NaN
 
 
+def test_metric_sums_stay_on_the_device(tmp_path, monkeypatch):
+    "No host synchronisation per micro-batch for the metrics: the sums stay tensors until a log row or an epoch's end."
+    import hepnb.train as train
+    x, y = toy(256)
+    to_host, real = [], train._host
+
+    def counting(sums):
+        to_host.append(sorted(sums))
+        return real(sums)
+    monkeypatch.setattr(train, "_host", counting)
+    kinds = set()
+
+    def loss_fn(model, batch):
+        for part in t.sums.values(): kinds.update(type(s).__name__ for s, _ in part.values())
+        return mse(model, batch)
+    t = Trainer(mlp(), loss_fn, data(x, y, 8), None, cfg(epochs=2, log_every=16), tmp_path)
+    t.fit()
+    assert kinds == {"Tensor"}
+    # 2 epochs of 32 micro-batches; per epoch: 2 log rows, the epoch's means, last.pt's epoch and window sums
+    assert len(to_host) == 2 * (2 + 1 + 2)
+
+
 # ---------------------------------------------------------------- DDP on CPU
 
 DDP_SCRIPT = textwrap.dedent('''
@@ -363,16 +385,21 @@ DDP_SCRIPT = textwrap.dedent('''
 
     def loss_fn(model, batch):
         global calls
-        x, y = batch; loss = nn.functional.mse_loss(model(x), y)
+        x, y = batch
+        p = model(x)
+        loss = nn.functional.mse_loss(p, y)
         if model.training:
             calls += 1
             if rank == 1 and calls == 4: loss = loss * float("nan")   # one rank only, on a group's last micro-batch
-        return loss, {"n": float(len(x))}
+        return loss, {"n": float(len(x))}, (p, y)
+
+    def whole(p, y):                                           # over both ranks' validation shards
+        return {"events": len(y), "y_sum": float(y.sum())}
 
     cfg = TrainConfig(epochs=2, lr=1e-2, grad_accum=2, ema_decay=0.5, checkpoint_every=2, log_every=1, device="cpu",
                       precision="fp32")
     run_dir = os.path.join(out, f"run-rank{rank}")            # a folder per rank: only rank 0's may be written
-    t = Trainer(model, loss_fn, lambda e: dl, lambda e: vl, cfg, run_dir)
+    t = Trainer(model, loss_fn, lambda e: dl, lambda e: vl, cfg, run_dir, val_metrics=whole)
     result = t.fit()
     torch.save({"model": t.module.state_dict(), "ema": t.ema.state_dict()}, os.path.join(out, f"weights{rank}.pt"))
     json.dump(result, open(os.path.join(out, f"result{rank}.json"), "w"))
@@ -393,6 +420,11 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert r0 == r1                                          # validation and train means reduced over ranks
     assert r0["skipped_batches"] == 1 and r0["step"] == 2 * 3    # the group with the skipped batch steps on the other
     assert r0["val/n"] == pytest.approx((4 * 16 * 16 + 3 * 16 * 16 + 8 * 8) / (64 + 56))   # event-weighted, both shards
+    g = torch.Generator().manual_seed(0)                       # the script's data: val/ metrics over both shards
+    x = torch.randn(256, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g)
+    assert r0["val/events"] == 64 + 56
+    assert r0["val/y_sum"] == pytest.approx(float(y[192:].sum() + y[200:].sum()), rel=1e-5)
     ck = load_checkpoint(tmp_path / "run-rank0/checkpoints/last.pt")
     assert ck["world_size"] == 2 and len(ck["ranks"]) == 2 and ck["progress"]["global_step"] == 6
     assert all(torch.equal(ck["model"][k], w0["model"][k]) for k in ck["model"])
