@@ -365,13 +365,15 @@ def init_weights(model: nn.Module, source: str | os.PathLike, *, prefix_map: dic
                  allow_missing: Iterable[str] = (), ignore_unexpected: Iterable[str] = (), ema: bool = True) -> dict:
     """Copy the weights of the checkpoint `source` names into `model`, by name and strictly (see above).
     Returns what it did: the checkpoint's path and SHA-256, which weights ("ema" or "model"), the prefix map,
-    the number of keys loaded, the model keys left as they were, the source keys ignored."""
+    the number of keys loaded, the model keys left as they were, the source keys left out."""
+    allow_missing, ignore_unexpected = list(allow_missing), list(ignore_unexpected)
     path = find_checkpoint(source).resolve()
     ck = load_checkpoint(path)
     use_ema = ema and ck.get("ema") is not None
     src = ck["ema"] if use_ema else ck["model"]
     target = _unwrap(model).state_dict()
-    renamed = rename_keys(src, prefix_map or {})
+    ignored = [k for k in src if _matches(k, ignore_unexpected)]          # left out before anything else
+    renamed = rename_keys([k for k in src if k not in ignored], prefix_map or {})
     sources_of: dict[str, list[str]] = {}
     for k, t in renamed.items(): sources_of.setdefault(t, []).append(k)
     if clash := [f"{ks} -> {t}" for t, ks in sources_of.items() if len(ks) > 1]:   # one of them would be lost
@@ -382,9 +384,9 @@ def init_weights(model: nn.Module, source: str | os.PathLike, *, prefix_map: dic
     if refused := [t for t in missing if not _matches(t, allow_missing)]:
         problems.append(f"{len(refused)} model key(s) not in the checkpoint: {_few(refused)} "
                         "(allow them with allow_missing / init_allow_missing wildcards)")
-    if refused := [k for k in unexpected if not _matches(k, ignore_unexpected)]:
-        problems.append(f"{len(refused)} checkpoint key(s) with no place in the model: {_few(refused)} "
-                        "(rename them with a prefix map, or ignore them with ignore_unexpected / init_ignore_unexpected)")
+    if unexpected:
+        problems.append(f"{len(unexpected)} checkpoint key(s) with no place in the model: {_few(unexpected)} (rename "
+                        "them with a prefix map, or leave them out with ignore_unexpected / init_ignore_unexpected)")
     shapes = [f"{k}{'' if k == t else ' -> ' + t} {list(src[k].shape)} vs {list(target[t].shape)}"
               for k, t in renamed.items() if t in target and src[k].shape != target[t].shape]
     if shapes: problems.append(f"shapes differ (checkpoint vs model): {_few(shapes, 3)}")
@@ -393,7 +395,7 @@ def init_weights(model: nn.Module, source: str | os.PathLike, *, prefix_map: dic
     if problems: raise HepnbError("cannot initialise the model from this checkpoint: " + "; ".join(problems), where=path)
     _unwrap(model).load_state_dict({**target, **loaded})   # strict, and every key was accounted for above
     return {"path": str(path), "sha256": sha256_file(path), "weights": "ema" if use_ema else "model",
-            "prefix_map": dict(prefix_map or {}), "loaded": len(loaded), "missing": missing, "ignored": unexpected}
+            "prefix_map": dict(prefix_map or {}), "loaded": len(loaded), "missing": missing, "ignored": ignored}
 
 # %% ../nbs/31_train.ipynb #73429b2d
 def freeze_params(model: nn.Module, patterns: Iterable[str]) -> list[str]:

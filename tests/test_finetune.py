@@ -49,10 +49,10 @@ class Pretrain(nn.Module):
 
 class Classifier(nn.Module):
     "Fine-tuning: the encoder (here called backbone) and a new head with its own dropout."
-    def __init__(self, seed=1, width=16):
+    def __init__(self, seed=1, width=16, outputs=1):
         super().__init__()
         torch.manual_seed(seed)
-        self.backbone, self.head_drop, self.head = Encoder(width), nn.Dropout(0.1), nn.Linear(width, 1)
+        self.backbone, self.head_drop, self.head = Encoder(width), nn.Dropout(0.1), nn.Linear(width, outputs)
 
     def forward(self, x):
         return self.head(self.head_drop(self.backbone(x))).squeeze(-1)
@@ -171,6 +171,17 @@ def test_init_from_refuses_missing_unexpected_and_other_shapes(pretrained, tmp_p
         init_weights(Classifier(), tmp_path / "nowhere")
     with pytest.raises(HepnbError, match=r"init_allow_missing\]: expected init_from beside it"):
         cfg(init_allow_missing=["head.*"]).check()
+
+
+def test_a_head_of_another_shape_under_the_same_name(pretrained, tmp_path):
+    "Fine-tuning a fine-tuned model for another task: its head is left out of the source and new in the model."
+    run, _ = pretrained
+    Trainer(Classifier(), classify, data(TRAIN), None, cfg(max_steps=1, **init(run)), tmp_path / "first").fit()
+    wide = Classifier(outputs=3)
+    with pytest.raises(HepnbError, match=r"shapes differ \(checkpoint vs model\): \['head\.weight \[1, 16\] vs \[3, 16\]'"):
+        init_weights(wide, tmp_path / "first")
+    info = init_weights(wide, tmp_path / "first", allow_missing=["head.*"], ignore_unexpected=["head.*"])
+    assert info["ignored"] == info["missing"] == ["head.weight", "head.bias"] and info["loaded"] == 15
 
 
 # ---------------------------------------------------------------- freezing
