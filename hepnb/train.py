@@ -707,12 +707,13 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else contextlib.nullcontext()
 
-    def _all(self, flag: bool) -> bool:
-        "True when `flag` holds on any rank (an all-reduce under DDP)."
-        if self.world == 1: return flag
+    def _all(self, flag: bool | torch.Tensor) -> bool:
+        "True when `flag` (a bool, or a bool tensor on the device) holds on any rank: an all-reduce under DDP."
+        if self.world == 1: return bool(flag)
         import torch.distributed as dist
-        t = torch.tensor([float(flag)], device=self.device); dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        t = torch.as_tensor(flag, dtype=torch.float32, device=self.device).reshape(1)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())                                # the only host synchronisation, on every rank
 
     def _reduce(self, sums: dict) -> dict:
         "Sum `name: [sum, weight]` over ranks (same names on every rank)."
@@ -746,7 +747,7 @@ class Trainer:
             loss, metrics, _ = _unpack(out)
             # The one host synchronisation per micro-batch: a non-finite loss must be known before its backward
             # (its gradients would spoil the group's). It waits for the forward only; metrics stay on the device.
-            if self._all(not bool(torch.isfinite(loss.detach()).all())):
+            if self._all(~torch.isfinite(loss.detach()).all()):
                 self._nonfinite("loss"); return False
             (loss / self.config.grad_accum).backward()
         self._synced = not nosync
