@@ -181,7 +181,7 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table", partia
             raise HepnbError(f"duplicate {schema.key} values, e.g. {u[counts > 1][:3].tolist()}", where=f"{where} [column {schema.key}]")
 
 def _int_flags(table, col, want: pa.DataType, depth: int, key: str, where: str) -> bool:
-    """Is `col` a true/false column stored as 0/1 integers (as ROOT files and PIONEER ML's own loaders often do)?
+    """Is `col` a true/false column stored as 0/1 integers (as ROOT files and other code bases often store them)?
     True if so; False if it is not integers where `want` has booleans; `HepnbError` for an integer other than 0 or 1."""
     if _kind(want).replace("bool", "int") != _kind(col.type) or "bool" not in _kind(want): return False
     leaf = _leaf(col, depth)
