@@ -38,6 +38,8 @@ class LoaderConfig:
     hit_targets: list[str] = field(default_factory=list)
     group_columns: list[str] = field(default_factory=list)
     dense_features: list[str] = field(default_factory=list)   # columns of one fixed-size level -> Batch.dense [B, S, C]
+    edge_columns: list[str] = field(default_factory=list)     # columns of an edge level -> Batch.edges (flat, packed)
+    edge_index: tuple[str, str] | None = None                 # (source, target) edge columns indexing the hits
     batch_size: int = 256
     split: str | None = None
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -80,18 +82,25 @@ class LoaderConfig:
         ctx = self.multiprocessing_context
         if ctx is not None and ctx not in multiprocessing.get_all_start_methods():
             bad("multiprocessing_context", f"unknown start method {ctx!r} (this platform has {multiprocessing.get_all_start_methods()})")
-        for k in ("hit_features", "event_columns", "hit_targets", "group_columns", "dense_features"):
+        for k in ("hit_features", "event_columns", "hit_targets", "group_columns", "dense_features", "edge_columns"):
             v = getattr(self, k)
             if isinstance(v, str) or not all(isinstance(c, str) for c in v): bad(k, f"expected a list of column names, found {v!r}")
         if not (self.hit_features or self.hit_targets or self.event_columns or self.group_columns or self.dense_features):
             bad("hit_features", "no columns asked for")
+        if self.edge_index is not None:
+            if len(self.edge_index) != 2 or not all(c in self.edge_columns for c in self.edge_index):
+                bad("edge_index", f"expected two of edge_columns {self.edge_columns} (source, target), found {self.edge_index!r}")
+            if not (self.hit_features or self.hit_targets): bad("edge_index", "edges index the hits: ask for hit_features")
+            if self.max_hits is not None:      # every hit may be an edge's end: cutting hits would cut the graph
+                bad("max_hits", f"expected None with edge_index (a graph is never truncated), found {self.max_hits}")
         return self
 
     @property
     def columns(self) -> list[str]:
         "Every column the config reads, without repeats, the key first."
         out = [self.key]
-        for c in [*self.hit_features, *self.hit_targets, *self.event_columns, *self.group_columns, *self.dense_features]:
+        for c in [*self.hit_features, *self.hit_targets, *self.event_columns, *self.group_columns, *self.dense_features,
+                  *self.edge_columns]:
             if c not in out: out.append(c)
         return out
 
@@ -140,6 +149,9 @@ class Batch:
     group_mask: torch.Tensor | None = None
     group_offsets: torch.Tensor | None = None
     dense: torch.Tensor | None = None                  # a fixed-size level: [B, S, C], no offsets or masks
+    edges: dict = field(default_factory=dict)          # edge column -> [E], the events' edges one after another
+    edge_offsets: torch.Tensor | None = None           # [B + 1]: event b's edges are edge_offsets[b]:edge_offsets[b+1]
+    edge_index: torch.Tensor | None = None             # [2, E] source, target as rows of x: packed, or b*H + hit padded
     layout: str = "padded"
     features: tuple = ()
 
@@ -294,6 +306,8 @@ class _Block:
     ev: dict = field(default_factory=dict)            # event column -> values [n]
     ok: dict = field(default_factory=dict)            # event column -> validity [n]
     dx: np.ndarray | None = None                      # dense features of a fixed-size level: [n, S, C]
+    eoffs: np.ndarray | None = None                   # int64 [n+1]
+    e: dict = field(default_factory=dict)             # edge column -> [N_edges + 1]
 
 def _same_offsets(table: pa.Table, cols: list[str], where: str, key: str, level: str) -> tuple[np.ndarray, dict]:
     "Shared offsets and flat values of list columns that must have the same length per event."
@@ -302,8 +316,7 @@ def _same_offsets(table: pa.Table, cols: list[str], where: str, key: str, level:
     for c in cols[1:]:
         if not np.array_equal(parts[c][0], offs):
             rows = np.flatnonzero(np.diff(parts[c][0]) != np.diff(offs))
-            msg = (f"hit count {np.diff(parts[c][0])[rows[0]]} differs from '{cols[0]}' ({np.diff(offs)[rows[0]]})"
-                   if level == "hit" else f"group count differs from '{cols[0]}'")
+            msg = (f"{level} count {np.diff(parts[c][0])[rows[0]]} differs from '{cols[0]}' ({np.diff(offs)[rows[0]]})")
             raise HepnbError(f"{msg}{_ids_at(table, key, rows)}", where=_cell(where, c))
     return offs, {c: _np_values(v, c, where) for c, (_, v) in parts.items()}
 
@@ -356,7 +369,23 @@ def _columns(table: pa.Table | pa.RecordBatch, cfg: LoaderConfig, where: str) ->
             dt = _work_dtype(vals[c].dtype, fdt); b.g[c] = _padded(vals[c], dt, _pad_value(dt))
     for c in cfg.event_columns: b.ev[c], b.ok[c] = _event_values(table, c, where, fdt)
     if cfg.dense_features: b.dx = _dense(table, cfg.dense_features, where, key, fdt)
+    if cfg.edge_columns:
+        b.eoffs, vals = _same_offsets(table, cfg.edge_columns, where, key, "edge")
+        for c in cfg.edge_columns:
+            dt = _work_dtype(vals[c].dtype, fdt); b.e[c] = _padded(vals[c], dt, _pad_value(dt))
+        if cfg.edge_index: _check_edges(table, b, cfg.edge_index, where, key)
     return b
+
+def _check_edges(table, b: _Block, pair: tuple[str, str], where: str, key: str) -> None:
+    "Every edge end is a hit of its own event: 0 <= index < the event's number of hits."
+    event = np.repeat(np.arange(b.n), np.diff(b.eoffs))
+    hits = np.diff(b.hoffs)[event]
+    for c in pair:
+        v = b.e[c][:-1]
+        bad = np.flatnonzero((v < 0) | (v >= hits))
+        if len(bad):
+            raise HepnbError(f"edge end {int(v[bad[0]])} points outside its event's {hits[bad[0]]} hits"
+                             f"{_ids_at(table, key, event[bad[:1]])}", where=_cell(where, c))
 
 def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scratch: _Scratch | None = None) -> _Block:
     """One working block from `(block, rows)` pieces of working blocks, in order (`rows` int64, or None for all
@@ -398,6 +427,10 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
         for c, v in b0.g.items():
             dt = _work_dtype(v.dtype, fdt)
             out.g[c] = fill(f"g:{c}", out.goffs, sel, [b.g[c] for b, _ in pieces], dt, _pad_value(dt))
+    if b0.eoffs is not None:
+        out.eoffs, sel = spans("eoffs")
+        for c, v in b0.e.items():
+            out.e[c] = fill(f"e:{c}", out.eoffs, sel, [b.e[c] for b, _ in pieces], v.dtype, _pad_value(v.dtype))
     if b0.dx is not None:
         out.dx = scratch.get("dx", (out.n,) + b0.dx.shape[1:], b0.dx.dtype)
         pos = 0
@@ -428,8 +461,10 @@ def _batch(blk: _Block, rows: np.ndarray, cfg: LoaderConfig) -> Batch:
     "The events `rows` of a working block (from `_columns` or `_pool`) as a `Batch`: one `take` per output array."
     tdt, padded = _DTYPES[cfg.dtype], cfg.layout == "padded"
     out = Batch(event_id=_t(blk.ids.take(rows)), layout=cfg.layout, features=tuple(cfg.hit_features))
+    width, first_hit = 0, None                         # where each event's hits start: b * width (padded) or offsets
     if blk.hoffs is not None:
         n, idx, aux = _index(blk.hoffs, rows, cfg.max_hits, padded)
+        width, first_hit = (idx.shape[1], None) if padded else (0, aux[:-1])
         out.n_hits = _t(n)
         flat = idx.ravel()
         if blk.x is not None: out.x = _t(blk.x.take(flat, axis=0).reshape(*idx.shape, -1), tdt)
@@ -443,6 +478,18 @@ def _batch(blk: _Block, rows: np.ndarray, cfg: LoaderConfig) -> Batch:
         else: out.group_offsets = _t(gaux)
     for c in cfg.event_columns: out.events[c], out.valid[c] = _t(blk.ev[c].take(rows), tdt), _t(blk.ok[c].take(rows))
     if blk.dx is not None: out.dense = _t(blk.dx.take(rows, axis=0), tdt)
+    if blk.eoffs is not None:                          # edges are packed in both layouts
+        _, eidx, eoffs = _index(blk.eoffs, rows, None, False)
+        out.edge_offsets = _t(eoffs)
+        for c in cfg.edge_columns:
+            if cfg.edge_index and c in cfg.edge_index: continue
+            out.edges[c] = _t(_int64(blk.e[c].take(eidx)), tdt)
+        if cfg.edge_index:
+            # events are packed one after another: an edge's local hit numbers move by its event's first row
+            event = np.repeat(np.arange(len(rows)), np.diff(eoffs))
+            first = event * width if padded else first_hit[event]
+            ends = [blk.e[c].take(eidx).astype(np.int64) + first for c in cfg.edge_index]
+            out.edge_index = torch.from_numpy(np.stack(ends))
     return out
 
 def collate(table: pa.Table | pa.RecordBatch, config: LoaderConfig, where: str = "batch") -> Batch:
@@ -477,7 +524,7 @@ def _check_type(ds: Dataset, sch: pa.Schema | None, name: str, role: str):
     if role == "dense":
         if not (_is_list(t) or pa.types.is_fixed_size_list(t)) or not _is_num(t.value_type):
             raise HepnbError(f"a dense column must be a (fixed-size) list of numbers, one entry per channel, found {t}", where=where)
-    elif role in ("hit", "group"):
+    elif role in ("hit", "group", "edge"):
         if not _is_list(t): raise HepnbError(f"a {role}-level column must be a list column (one entry per {role}), found {t}", where=where)
         if not _is_num(t.value_type): raise HepnbError(f"expected a list of numbers or booleans, found {t}", where=where)
     elif not _is_num(t):
@@ -491,7 +538,7 @@ def _check_type(ds: Dataset, sch: pa.Schema | None, name: str, role: str):
         elif col.nesting == (None,): declared = "list"
         elif len(col.nesting) == 1: declared = "dense"          # one fixed-size list
         else: declared = "nested"
-        wanted = {"hit": "list", "group": "list"}.get(role, role)
+        wanted = {"hit": "list", "group": "list", "edge": "list"}.get(role, role)
         if declared != wanted:
             raise HepnbError(f"schema {s.name} says this column is level '{col.level}' ({declared}), used here as "
                              f"{role}-level", where=where)
@@ -511,8 +558,10 @@ def _resolve(base: Dataset, derived: list[Dataset], cfg: LoaderConfig) -> dict[s
     if key not in base.columns: raise HepnbError(f"no key column '{key}' (columns: {base.columns})", where=base.path)
     owner, schemas = {}, [_arrow_schema(s) for s in srcs]
     roles = {**{c: "group" for c in cfg.group_columns}, **{c: "event" for c in cfg.event_columns},
-             **{c: "hit" for c in [*cfg.hit_features, *cfg.hit_targets]}, **{c: "dense" for c in cfg.dense_features}}
-    for c in [*cfg.hit_features, *cfg.hit_targets, *cfg.event_columns, *cfg.group_columns, *cfg.dense_features]:
+             **{c: "hit" for c in [*cfg.hit_features, *cfg.hit_targets]}, **{c: "dense" for c in cfg.dense_features},
+             **{c: "edge" for c in cfg.edge_columns}}
+    for c in [*cfg.hit_features, *cfg.hit_targets, *cfg.event_columns, *cfg.group_columns, *cfg.dense_features,
+              *cfg.edge_columns]:
         if c == key: raise HepnbError(f"the key '{key}' is always in the batch (Batch.event_id); do not list it", where=_cell(base.path, c))
         where = [i for i, s in enumerate(srcs) if c in s.columns]
         if not where:
