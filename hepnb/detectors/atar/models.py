@@ -224,7 +224,7 @@ def forward(model: AtarModel, batch: Batch) -> torch.Tensor:
     return model(batch.x, batch.mask, group)
 
 def loss(model: AtarModel, batch: Batch):
-    "Training loss and logged numbers of `model`'s task on `batch`."
+    "Training loss and logged numbers of `model`'s task on `batch` (the numbers stay tensors: no host sync per batch)."
     task = model.config.task
     out = forward(model, batch)
     if task == "group":
@@ -234,15 +234,15 @@ def loss(model: AtarModel, batch: Batch):
         gm = batch.group_mask[:, :G]
         l = F.binary_cross_entropy_with_logits(out[gm], y[gm])
         exact = ((out[gm] > 0) == (y[gm] > 0.5)).all(-1).float().mean()
-        return l, {"exact_match": exact.item()}
+        return l, {"exact_match": exact.detach()}
     if task == "endpoints":
         G = min(out.shape[1], batch.group_mask.shape[1])
         gm = batch.group_mask[:, :G]
         y = torch.stack([batch.groups[c][:, :G] for c in ENDPOINT_TARGETS], -1).to(out.dtype)[gm]   # [M, 6]
         o = out[:, :G][gm]                                                                      # [M, 6, 3]
         err = lambda s: (o[:, s, 1] - y[:, s]).norm(dim=-1)
-        return pinball(o, y, (0.16, 0.5, 0.84)), {"median_start_mm": err(slice(0, 3)).median().item() if len(y) else float("nan"),
-                                                   "median_end_mm": err(slice(3, 6)).median().item() if len(y) else float("nan")}
+        return pinball(o, y, (0.16, 0.5, 0.84)), {"median_start_mm": err(slice(0, 3)).median().detach() if len(y) else float("nan"),
+                                                   "median_end_mm": err(slice(3, 6)).median().detach() if len(y) else float("nan")}
     if task == "pattern":
         G = min(out.shape[1], batch.group_mask.shape[1])
         gm = batch.group_mask[:, :G]; mc = batch.groups["group_mc_event_id"][:, :G]
@@ -252,18 +252,18 @@ def loss(model: AtarModel, batch: Batch):
         o = out[:, :G, :G]
         if not valid.any(): return (o * 0).sum(), {"pair_accuracy": float("nan")}
         l = F.binary_cross_entropy_with_logits(o[valid], y[valid])
-        return l, {"pair_accuracy": ((o[valid] > 0) == (y[valid] > 0.5)).float().mean().item()}
+        return l, {"pair_accuracy": ((o[valid] > 0) == (y[valid] > 0.5)).float().mean().detach()}
     if task == "pion_stop":
         y = torch.stack([batch.events[c] for c in PION_STOP_TARGETS], -1).to(out.dtype)
         l = pinball(out, y, (0.16, 0.5, 0.84))
         err = (out[..., 1] - y).norm(dim=-1)
-        return l, {"median_err_mm": err.median().item()}
+        return l, {"median_err_mm": err.median().detach()}
     if task == "hit":
         pm = batch.hit_targets["hits_particle_mask"]
         valid = batch.mask & (pm >= 0)
         y = torch.stack([(pm & 1) > 0, (pm & 2) > 0, (pm & 12) > 0], -1).to(out.dtype)   # π, μ, e±
         l = F.binary_cross_entropy_with_logits(out[valid], y[valid])
-        return l, {"exact_match": ((out[valid] > 0) == (y[valid] > 0.5)).all(-1).float().mean().item()}
+        return l, {"exact_match": ((out[valid] > 0) == (y[valid] > 0.5)).all(-1).float().mean().detach()}
     if task == "positron_angle":
         p = torch.stack([batch.events[c] for c in POSITRON_TARGETS[:3]], -1).to(out.dtype)
         ok = batch.events["positron_time"] < model.config.window_end           # produced inside the readout window
@@ -273,7 +273,7 @@ def loss(model: AtarModel, batch: Batch):
         if not ok.any(): return (out * 0).sum(), {"median_angle": float("nan")}
         chord = torch.sqrt(2 * (1 - cos[ok]) + 1e-6)             # |u − y| ≈ the angle: L1-like, robust to the tails
         l = chord.mean() + pinball(out[ok][:, None, 3:], ang[ok][:, None], (0.16, 0.5, 0.84))
-        return l, {"median_angle": ang[ok].median().item()}
+        return l, {"median_angle": ang[ok].median().detach()}
     y = (batch.events["decay_mode"] == 1).to(out.dtype)
     l = F.binary_cross_entropy_with_logits(out, y)
-    return l, {"accuracy": ((out > 0) == (y > 0.5)).float().mean().item()}
+    return l, {"accuracy": ((out > 0) == (y > 0.5)).float().mean().detach()}
