@@ -78,7 +78,15 @@ class EventStore:
         "Read the display's columns of a dataset (all events, or `rows`)."
         ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
         cols = [c for c in DISPLAY_COLUMNS if c in ds.columns]
-        t = ds.read(cols)
+        if rows is not None and rows.stop is not None and ds.num_rows:      # read only up to the last row shown
+            batches, n = [], 0
+            for b in ds.iter_batches(cols, batch_size=min(4096, rows.stop)):
+                batches.append(b)
+                n += b.num_rows
+                if n >= rows.stop: break
+            t = pa.Table.from_batches(batches)
+        else:
+            t = ds.read(cols)
         if rows is not None: t = t.slice(rows.start or 0, (rows.stop or t.num_rows) - (rows.start or 0))
         return cls(t, where=str(ds.path), manifest_sha256=sha256_file(ds.path / MANIFEST))
 
