@@ -181,7 +181,7 @@ def test_bad_inputs_raise_hepnb_errors(chain, tmp_path):
         st.rows_of([123456])
     with pytest.raises(HepnbError, match="group-classifier predictions"):
         figure_data(st.event(0), "predicted")
-    with pytest.raises(HepnbError, match="cannot filter on pion_stop_error:ml"):
+    with pytest.raises(HepnbError, match=r"cannot order by .pion_stop_error:ml.: not available"):
         select_events(event_table(st), EventFilter(stage="pion_stop_error:ml"))
 
 

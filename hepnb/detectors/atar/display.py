@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ...core import HepnbError, atomic_write_text, sha256_file
 from ...dataset import MANIFEST, Dataset, open_dataset
+from ...display import KeyIndex, Navigator, select_rows
 from .physics import AtarGeometry
 from .stages import components
 
@@ -60,8 +61,7 @@ class EventStore:
         self.events = {c: table.column(c).to_numpy(zero_copy_only=False) for c in ("event_id", *EVENT_OPTIONAL)
                        if c in table.column_names}
         self.event_id = self.events["event_id"].astype(np.int64)
-        self._sort = np.argsort(self.event_id, kind="stable")
-        self._ids_sorted = self.event_id[self._sort]
+        self.index = KeyIndex(self.event_id, where=where)
         # time groups per event (for group-level predictions and truth)
         self.hit_event = np.repeat(np.arange(self.n), np.diff(self.offsets))
         self.n_groups = np.zeros(self.n, np.int64)
@@ -95,14 +95,7 @@ class EventStore:
 
     def rows_of(self, event_ids, where: str | None = None) -> np.ndarray:
         "Row numbers of `event_ids`; HepnbError naming the ids that are not in the store."
-        ids = np.atleast_1d(np.asarray(event_ids, dtype=np.int64))
-        if self.n == 0 and len(ids): raise HepnbError(f"event_id {ids[:5].tolist()} not found: no events", where=where or self.where)
-        pos = np.clip(np.searchsorted(self._ids_sorted, ids), 0, max(self.n - 1, 0))
-        ok = self._ids_sorted[pos] == ids if self.n else np.ones(0, bool)
-        if not ok.all():
-            raise HepnbError(f"event_id {ids[~ok][:5].tolist()} not in the dataset ({self.n} events, ids "
-                             f"{self._ids_sorted[0]}..{self._ids_sorted[-1]})", where=where or self.where)
-        return self._sort[pos]
+        return self.index.rows(event_ids, where=where)
 
     def event(self, row: int) -> dict:
         "One event: hit columns as array slices, event columns as Python scalars (None where null)."
@@ -267,21 +260,16 @@ class EventFilter:
 def select_events(table, f: EventFilter) -> np.ndarray:
     "Rows of the events that pass `f`, in display order (largest error first for error selections)."
     import polars as pl
-    q, where = table.lazy(), "event filter"
-    def need(c):
-        if c not in table.columns: raise HepnbError(f"cannot filter on {c}: not available (columns: {table.columns})", where=where)
-    if f.decay_mode is not None: need("decay_mode"); q = q.filter(pl.col("decay_mode") == f.decay_mode)
+    where, conditions, order = "event filter", [], None
+    if f.decay_mode is not None: conditions.append(pl.col("decay_mode") == f.decay_mode)
     if f.pileup != "any":
         if f.pileup not in ("none", "with"): raise HepnbError(f"pileup must be any, none or with, not {f.pileup!r}", where=where)
-        need("n_pileup"); q = q.filter((pl.col("n_pileup") > 0) if f.pileup == "with" else (pl.col("n_pileup") == 0))
-    if f.decay_time is not None:
-        need("pion_decay_time"); q = q.filter(pl.col("pion_decay_time").is_between(*f.decay_time))
+        conditions.append((pl.col("n_pileup") > 0) if f.pileup == "with" else (pl.col("n_pileup") == 0))
+    if f.decay_time is not None: conditions.append(pl.col("pion_decay_time").is_between(*f.decay_time))
     if f.stage != "all":
-        need(f.stage)
-        kind = f.stage.split(":")[0]
-        if kind in ("misclassified", "wrong_groups"): q = q.filter(pl.col(f.stage) > 0)
-        else: q = q.filter(pl.col(f.stage).is_finite()).sort(f.stage, descending=True, maintain_order=True)
-    return q.select("row").collect().to_series().to_numpy().astype(np.int64)
+        if f.stage.split(":")[0] in ("misclassified", "wrong_groups"): conditions.append(pl.col(f.stage) > 0)
+        else: order = f.stage                                      # an error: largest first
+    return select_rows(table, conditions, order_by=order, where=where)
 
 def worst_events(store: EventStore, preds: dict, metric: str, n: int = 6):
     "The `n` events with the largest `metric` (e.g. `pion_stop_error:ml`), as a polars frame."
@@ -652,7 +640,8 @@ class EventBrowser:
         impls = lambda stage: tuple(i for s, i in self.preds if s == stage)
         self.keys = trace_layout(impls("atar.pion_stop"), impls("atar.positron_angle"))
         self._build_figures()
-        self._updating, self.selected, self.pos, self.row = False, np.zeros(0, np.int64), 0, 0
+        self._updating, self.selected, self.row = False, np.zeros(0, np.int64), 0
+        self.nav = Navigator()
         self._sel_parts: dict = {}
 
         colors = [("particle (truth)", "particle"), ("time group", "time_group"), ("origin MC event", "mc_event")]
@@ -689,7 +678,7 @@ class EventBrowser:
             w.observe(lambda c: self._guard(self._filter_from_controls), "value")
         self.color_by = self.w_color.value
         self.filter = event_filter or EventFilter()
-        self.rows = select_events(self.table, self.filter)
+        self.nav.select(select_events(self.table, self.filter))
         self.widget = W.VBox([W.HBox([self.w_prev, self.w_next, self.w_pos, self.w_event_id, self.w_color, self.w_extent]),
                               W.HBox([self.w_mode, self.w_pileup, self.w_time, self.w_stage]),
                               self.w_status, self.fig2d, W.HBox([self.fig3d, self.w_hits])])
@@ -764,8 +753,7 @@ class EventBrowser:
         if not len(self.rows):
             self.w_status.value = "<b>no event passes the filters</b>"
             return
-        self.pos = int(np.clip(pos, 0, len(self.rows) - 1))
-        self.row = int(self.rows[self.pos])
+        self.row = self.nav.go(pos)
         self.selected = np.zeros(0, np.int64)
         self.render()
         self._sync_controls()
@@ -773,14 +761,19 @@ class EventBrowser:
     def show_event_id(self, event_id: int):
         "Show the event with this `event_id` (HepnbError when the dataset or the current filter lacks it)."
         row = int(self.store.rows_of([event_id])[0])
-        hit = np.flatnonzero(self.rows == row)
-        if not len(hit):
+        if not (self.rows == row).any():
             raise HepnbError(f"event_id {event_id} does not pass the current filters ({len(self.rows)} events do)", where="event browser")
-        self.show(int(hit[0]))
+        self.nav.go_to_row(row)
+        self.show(self.pos)
 
     def _goto_id(self, event_id):
         try: self.show_event_id(event_id)
         finally: self._sync_controls(status=False)
+
+    @property
+    def rows(self) -> np.ndarray: return self.nav.rows           # the selection browsed, in order
+    @property
+    def pos(self) -> int: return self.nav.pos                    # the position shown in it
 
     def next(self): self.show(self.pos + 1)
     def previous(self): self.show(self.pos - 1)
@@ -800,19 +793,19 @@ class EventBrowser:
         "Browse the events that pass `event_filter` (or the current filter with `changes`); a new stage selection starts at its first (worst) event, otherwise the event shown stays if it passes."
         import dataclasses
         f = event_filter or dataclasses.replace(self.filter, **changes)
-        rows = select_events(self.table, f)
         restart = f.stage != self.filter.stage
-        self.filter, self.rows = f, rows
-        keep = np.flatnonzero(rows == self.row) if not restart else []
-        self.show(int(keep[0]) if len(keep) else 0)
-        if not len(rows): self._sync_controls()
+        self.filter = f
+        self.nav.select(select_events(self.table, f), restart=restart)
+        self.show(self.pos)
+        if not len(self.rows): self._sync_controls()
 
     def browse(self, rows):
         "Browse these rows (e.g. `browser.table.filter(...)['row']`), in this order."
         rows = np.asarray(rows, np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= self.store.n):
             raise HepnbError(f"rows must be in 0..{self.store.n - 1}", where="event browser")
-        self.rows = rows; self.show(0)
+        self.nav.select(rows, restart=True)
+        self.show(0)
 
     def _filter_from_controls(self):
         tmin, tmax = self.w_time.value
@@ -837,7 +830,7 @@ class EventBrowser:
         finally:
             self._updating = False
         if status and len(self.rows):
-            s = f"event {self.pos + 1} of {len(self.rows)} selected ({self.store.n} in the dataset)"
+            s = f"{self.nav.label()} selected ({self.store.n} in the dataset)"
             if f.stage != "all":
                 s += f" · {f.stage} = {self.table[f.stage][self.row]:.4g}" if self.table[f.stage].dtype.is_float() else ""
             self.w_status.value = s
