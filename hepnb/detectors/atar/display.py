@@ -16,22 +16,23 @@ from ...dataset import MANIFEST, Dataset, open_dataset
 from ...display import KeyIndex, Navigator, select_rows
 from .physics import AtarGeometry
 from .stages import components
+from . import evaluate as E
 
 # %% auto #0
 __all__ = ['HIT_REQUIRED', 'HIT_OPTIONAL', 'EVENT_OPTIONAL', 'GROUP_TRUTH', 'DISPLAY_COLUMNS', 'STAGE_COLUMNS', 'PARTICLE_SLOTS',
            'MIXED_COLOR', 'PALETTE', 'N_SLOTS', 'COLOR_MODES', 'AFFINITY_SCALE', 'CD_FIELDS', 'HOVER_2D', 'HOVER_3D',
            'VIEWS', 'POSITRON_ARROW', 'TRUTH_STYLE', 'PRED_COLORS', 'SCENE', 'STAGE_SELECTIONS', 'EventStore',
-           'StagePredictions', 'load_predictions', 'angle_deg', 'stage_metrics', 'event_table', 'EventFilter',
-           'select_events', 'worst_events', 'hit_slots', 'strip_extent', 'trace_layout', 'figure_data',
-           'selection_data', 'linked_hits', 'event_title', 'trace_style', 'static_event_figure', 'gallery',
-           'EventBrowser', 'to_phoenix', 'write_phoenix']
+           'StagePredictions', 'load_predictions', 'stage_metrics', 'event_table', 'EventFilter', 'select_events',
+           'worst_events', 'hit_slots', 'strip_extent', 'trace_layout', 'figure_data', 'selection_data', 'linked_hits',
+           'event_title', 'trace_style', 'static_event_figure', 'gallery', 'EventBrowser', 'to_phoenix',
+           'write_phoenix']
 
 # %% ../../../nbs/16_atar_display.ipynb #47fbf2ab
 HIT_REQUIRED = ("hits_coord", "hits_z", "hits_edep", "hits_strip_type")
 HIT_OPTIONAL = ("hits_time", "hits_time_group", "hits_particle_mask", "hits_mc_event_id")
 EVENT_OPTIONAL = ("decay_mode", "n_pileup", "pion_decay_time", "pion_stop_x", "pion_stop_y", "pion_stop_z",
                   "muon_end_x", "muon_end_y", "muon_end_z", "positron_px", "positron_py", "positron_pz",
-                  "positron_energy")
+                  "positron_energy", "positron_time")
 GROUP_TRUTH = ("group_pion_in", "group_muon_in", "group_mip_in")
 DISPLAY_COLUMNS = ("event_id", *HIT_REQUIRED, *HIT_OPTIONAL, *EVENT_OPTIONAL, *GROUP_TRUTH)
 
@@ -44,11 +45,12 @@ def _list_flat(col) -> np.ndarray:
 class EventStore:
     "The hits of an `atar.events` table as flat NumPy arrays with offsets: an event is a dict of slices."
     def __init__(self, table: pa.Table, *, where: str = "events table", geometry: AtarGeometry | None = None,
-                 manifest_sha256: str | None = None):
+                 manifest_sha256: str | None = None, window_end: float = 700.0):
         missing = [c for c in ("event_id", *HIT_REQUIRED) if c not in table.column_names]
         if missing:
             raise HepnbError(f"the event display needs the columns {missing}; found {table.column_names}", where=where)
         self.where, self.geometry, self.manifest_sha256 = where, geometry or AtarGeometry(), manifest_sha256
+        self.window_end = window_end          # ns: positrons produced later left no hits (the evaluator's cut)
         self.n = table.num_rows
         self.offsets = np.r_[0, np.cumsum(_list_counts(table.column("hits_z")))]
         self.hits: dict[str, np.ndarray] = {}
@@ -88,7 +90,8 @@ class EventStore:
         else:
             t = ds.read(cols)
         if rows is not None: t = t.slice(rows.start or 0, (rows.stop or t.num_rows) - (rows.start or 0))
-        return cls(t, where=str(ds.path), manifest_sha256=sha256_file(ds.path / MANIFEST))
+        window = float(((ds.manifest.get("producer") or {}).get("parameters") or {}).get("window_end", 700.0))
+        return cls(t, where=str(ds.path), manifest_sha256=sha256_file(ds.path / MANIFEST), window_end=window)
 
     def __len__(self): return self.n
     def __repr__(self): return f"EventStore({self.where!r}, events={self.n}, hits={self.offsets[-1]})"
@@ -207,23 +210,15 @@ def load_predictions(store: EventStore, predictions: dict | None) -> dict[tuple[
     return out
 
 # %% ../../../nbs/16_atar_display.ipynb #23fd64a1
-def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    "Angle in degrees between the rows of two [n, 3] direction arrays (NaN where either is zero or NaN)."
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.einsum("ij,ij->i", a, b) / (na * nb)
-    return np.degrees(np.arccos(np.clip(c, -1, 1)))
-
 def stage_metrics(store: EventStore, preds: dict[tuple[str, str], StagePredictions]) -> dict[str, np.ndarray]:
     "Per-event metrics of every prediction dataset, named `<metric>:<impl>`."
     out, ev = {}, store.events
     for (stage, impl), p in preds.items():
+        # the evaluator's per-event definitions: the browser's "worst events" are the evaluator's
         if stage == "atar.pion_stop" and all(f"pion_stop_{a}" in ev for a in "xyz"):
-            d = np.stack([p.event[f"pred_pion_stop_{a}"] - ev[f"pion_stop_{a}"] for a in "xyz"], 1)
-            out[f"pion_stop_error:{impl}"] = np.linalg.norm(d, axis=1)
+            out[f"pion_stop_error:{impl}"] = E.pion_stop_error(ev, p.event)
         elif stage == "atar.event_classifier" and "decay_mode" in ev:
-            s = p.event["p_pienu"]
-            out[f"misclassified:{impl}"] = np.where(np.isfinite(s), (s > 0.5) != (ev["decay_mode"] == 1), False)
+            out[f"misclassified:{impl}"] = E.misclassified(ev, p.event)
         elif stage == "atar.group_classifier" and len(store.groups) == 3:
             wrong = np.zeros(int(store.group_offsets[-1]), bool)
             ge = np.repeat(np.arange(store.n), store.n_groups)
@@ -234,8 +229,7 @@ def stage_metrics(store: EventStore, preds: dict[tuple[str, str], StagePredictio
                 wrong |= (flat > 0.5) != store.groups[tc]
             out[f"wrong_groups:{impl}"] = np.bincount(ge, weights=wrong, minlength=store.n).astype(np.int64)
         elif stage == "atar.positron_angle" and all(f"positron_p{a}" in ev for a in "xyz"):
-            pred = np.stack([p.event[f"pred_positron_u{a}"] for a in "xyz"], 1)
-            out[f"angle_error:{impl}"] = angle_deg(pred, np.stack([ev[f"positron_p{a}"] for a in "xyz"], 1))
+            out[f"angle_error:{impl}"] = np.degrees(E.positron_angle_error(ev, p.event, store.window_end))
     return out
 
 def event_table(store: EventStore, preds: dict | None = None):

@@ -12,8 +12,9 @@ from ...dataset import Dataset, open_dataset
 from ... import metrics as M
 
 # %% auto #0
-__all__ = ['EVALUATORS', 'evaluate_group', 'evaluate_pion_stop', 'evaluate_event', 'evaluate_hits', 'evaluate_positron_angle',
-           'evaluate_endpoints', 'evaluate_pattern', 'evaluate']
+__all__ = ['EVALUATORS', 'evaluate_group', 'pion_stop_error', 'positron_angle_error', 'misclassified', 'evaluate_pion_stop',
+           'evaluate_event', 'evaluate_hits', 'evaluate_positron_angle', 'evaluate_endpoints', 'evaluate_pattern',
+           'evaluate']
 
 # %% ../../../nbs/43_atar_evaluate.ipynb #cf0454cc
 def _col(ds: Dataset, name: str) -> np.ndarray:
@@ -41,13 +42,40 @@ def _multilabel(stage, impl, prefix, truth, p) -> tuple[list[dict], dict]:
              for i, k in enumerate(("pion", "muon", "mip"))]
     return rows, {"exact": exact}
 
+def pion_stop_error(truth: dict, pred: dict) -> np.ndarray:
+    "Per event: 3-D distance (mm) between predicted and true pion stop; NaN where there is no prediction."
+    t = np.stack([np.asarray(truth[f"pion_stop_{a}"], float) for a in "xyz"], 1)
+    p = np.stack([np.asarray(pred[f"pred_pion_stop_{a}"], float) for a in "xyz"], 1)
+    return np.linalg.norm(p - t, axis=1)
+
+def positron_angle_error(truth: dict, pred: dict, window_end: float = 700.0) -> np.ndarray:
+    """Per event: opening angle (rad) between predicted and true positron direction; NaN where there is no
+    prediction or the positron was produced after the readout window (it left no hits)."""
+    p = np.stack([np.asarray(truth[f"positron_p{a}"], float) for a in "xyz"], 1)
+    u = np.stack([np.asarray(pred[f"pred_positron_u{a}"], float) for a in "xyz"], 1)
+    ok = np.isfinite(u).all(1) & (np.linalg.norm(p, axis=1) > 0)
+    if "positron_time" in truth: ok &= np.asarray(truth["positron_time"], float) < window_end
+    angle = np.full(len(u), np.nan)
+    angle[ok] = M.opening_angle(u[ok], p[ok] / np.linalg.norm(p[ok], axis=1, keepdims=True))
+    return angle
+
+def misclassified(truth: dict, pred: dict) -> np.ndarray:
+    "Per event: the π→eν score (> 0.5) disagrees with the decay mode (False where there is no score)."
+    s = np.asarray(pred["p_pienu"], float)
+    return np.where(np.isfinite(s), (s > 0.5) != (np.asarray(truth["decay_mode"]) == 1), False)
+
+def _window_end(base: Dataset) -> float:
+    "The readout window's end (ns) the dataset was simulated with (700 ns when not recorded)."
+    return float(((base.manifest.get("producer") or {}).get("parameters") or {}).get("window_end", 700.0))
+
 def evaluate_pion_stop(base: Dataset, pred: Dataset, impl: str, n_boot: int = 100) -> tuple[list[dict], dict]:
     "3-D error, per-axis resolution and bias, and quantile coverage of pion-stop predictions."
     t = np.stack([_col(base, f"pion_stop_{a}").astype(float) for a in "xyz"], 1)
     p = np.stack([_col(pred, f"pred_pion_stop_{a}").astype(float) for a in "xyz"], 1)
     ok = np.isfinite(p).all(1)
     res = p[ok] - t[ok]
-    d3 = np.linalg.norm(res, axis=1)
+    d3 = pion_stop_error({f"pion_stop_{a}": t[ok, i] for i, a in enumerate("xyz")},
+                         {f"pred_pion_stop_{a}": p[ok, i] for i, a in enumerate("xyz")})
     q68 = lambda d: float(np.quantile(d, M.CL68))
     v, e = M.bootstrap(q68, d3, n=n_boot)
     rows = [_row("atar.pion_stop", impl, "error3d_68", v, e, "lower", len(d3)),
@@ -69,7 +97,7 @@ def evaluate_pion_stop(base: Dataset, pred: Dataset, impl: str, n_boot: int = 10
 def evaluate_event(base: Dataset, pred: Dataset, impl: str, efficiency: float = 0.95) -> tuple[list[dict], dict]:
     "ROC, AUC and π→μ→e misidentification at fixed π→eν efficiency."
     y = (_col(base, "decay_mode") == 1).astype(np.int8)
-    s = _col(pred, "p_pienu").astype(float)
+    s = _col(pred, "p_pienu").astype(float)       # per event: `misclassified` (the display's selection)
     fpr, tpr, _ = M.roc_curve(s, y)
     m = M.misid_at_efficiency(s, y, efficiency=efficiency)
     rows = [_row("atar.event_classifier", impl, f"misid_at_{int(efficiency * 100)}", m.misid, m.misid_err, "lower", m.n_background),
@@ -90,15 +118,14 @@ def evaluate_positron_angle(base: Dataset, pred: Dataset, impl: str, n_boot: int
     """Opening angle between the predicted and the true positron direction (68 % quantile, median), the
     fraction without a prediction, and the coverage of the angle quantiles; for positrons produced inside
     the readout window (later ones leave no hits)."""
-    window = float(((base.manifest.get("producer") or {}).get("parameters") or {}).get("window_end", 700.0))
-    p = np.stack([_col(base, f"positron_p{a}").astype(float) for a in "xyz"], 1)
-    seen = _col(base, "positron_time").astype(float) < window
+    truth = {c: _col(base, c).astype(float) for c in ("positron_px", "positron_py", "positron_pz", "positron_time")}
+    prediction = {f"pred_positron_u{a}": _col(pred, f"pred_positron_u{a}").astype(float) for a in "xyz"}
+    p = np.stack([truth[f"positron_p{a}"] for a in "xyz"], 1)
+    seen = truth["positron_time"] < _window_end(base)
     u_true = p / np.linalg.norm(p, axis=1, keepdims=True)
-    u = np.stack([_col(pred, f"pred_positron_u{a}").astype(float) for a in "xyz"], 1)
-    found = np.isfinite(u).all(1)
+    found = np.isfinite(np.stack(list(prediction.values()), 1)).all(1)
     ok = seen & found
-    ang = np.full(len(u), np.nan)
-    ang[ok] = M.opening_angle(u[ok], u_true[ok])
+    ang = positron_angle_error(truth, prediction, _window_end(base))
     q68 = lambda d: float(np.quantile(d, M.CL68))
     v, e = M.bootstrap(q68, ang[ok], n=n_boot)
     rows = [_row("atar.positron_angle", impl, "angle_68", v, e, "lower", ok.sum()),
