@@ -9,7 +9,8 @@ import numpy as np
 from .core import HepnbError
 
 # %% auto #0
-__all__ = ['KeyIndex', 'select_rows', 'Navigator']
+__all__ = ['KeyIndex', 'select_rows', 'Navigator', 'phoenix_color', 'phoenix_vertex', 'phoenix_line_track',
+           'write_phoenix_document']
 
 # %% ../nbs/09_display.ipynb #79294de2
 class KeyIndex:
@@ -88,3 +89,28 @@ class Navigator:
     def label(self) -> str:
         "'event 3 of 120' (1-based, as people count)."
         return f"event {self.pos + 1} of {len(self.rows)}" if len(self.rows) else "no event passes the selection"
+
+# %% ../nbs/09_display.ipynb #de06ea28
+def phoenix_color(c: str, track: bool = False) -> str:
+    "A CSS colour `#RRGGBB` for hits, `0xRRGGBB` for tracks (grey for anything that is not `#RRGGBB`)."
+    c = c if isinstance(c, str) and c.startswith("#") and len(c) == 7 else "#7f7f7f"
+    return "0x" + c[1:] if track else c
+
+def phoenix_vertex(pos, **fields) -> dict:
+    "A Phoenix vertex at `pos` (x, y, z) with extra fields (color, size, vertexType, ...)."
+    p = [float(c) for c in pos]
+    return {"pos": p, "x": p[0], "y": p[1], "z": p[2], **fields}
+
+def phoenix_line_track(a, b, color: str, n: int = 5, linewidth: float = 2) -> dict:
+    "A straight Phoenix track from `a` to `b` (n points)."
+    t = np.linspace(0, 1, n)[:, None]
+    pos = (np.asarray(a, float)[None] * (1 - t) + np.asarray(b, float)[None] * t).round(5).tolist()
+    return {"pos": pos, "color": phoenix_color(color, track=True), "linewidth": linewidth}
+
+def write_phoenix_document(path, events: dict) -> "Path":
+    "Write `{event name: Phoenix event object}` as one Phoenix JSON file, atomically (NaN refused)."
+    import json
+    from hepnb.core import atomic_write_text
+    try: text = json.dumps(events, allow_nan=False, separators=(",", ":")) + "\n"
+    except ValueError as e: raise HepnbError(f"a Phoenix document holds no NaN or infinity: {e}", where=path) from None
+    return atomic_write_text(path, text)

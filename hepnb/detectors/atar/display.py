@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ...core import HepnbError, atomic_write_text, sha256_file
 from ...dataset import MANIFEST, Dataset, open_dataset
-from ...display import KeyIndex, Navigator, select_rows
+from ...display import KeyIndex, Navigator, phoenix_color, phoenix_line_track, phoenix_vertex, select_rows, write_phoenix_document
 from .physics import AtarGeometry
 from .stages import components
 from . import evaluate as E
@@ -876,17 +876,6 @@ class EventBrowser:
         display(self.widget)
 
 # %% ../../../nbs/16_atar_display.ipynb #e9a588a7
-def _hex(c: str) -> str: return c if c.startswith("#") else "#7f7f7f"
-def _track_hex(c: str) -> str: return "0x" + _hex(c)[1:]    # Phoenix parses track colours with parseInt(c, 16)
-
-def _vertex(pos, **kw) -> dict:
-    p = [float(c) for c in pos]
-    return {"pos": p, "x": p[0], "y": p[1], "z": p[2], **kw}
-
-def _line_track(a, b, n: int = 5) -> list:
-    t = np.linspace(0, 1, n)[:, None]
-    return (np.asarray(a, float)[None] * (1 - t) + np.asarray(b, float)[None] * t).round(5).tolist()
-
 def to_phoenix(ev: dict, *, preds: dict | None = None, color_by: str = "particle", group_impl: str | None = None,
                extent: str = "group", geometry: AtarGeometry | None = None, run_number: int = 0) -> dict:
     "One event as a Phoenix event object (strips as `Line` hits per colour category, truth and predictions)."
@@ -905,7 +894,7 @@ def to_phoenix(ev: dict, *, preds: dict | None = None, color_by: str = "particle
         for i in idx.tolist():
             if st[i] == 0: pos = [u[i], float(lo[i]), z[i], u[i], float(hi[i]), z[i]]
             else: pos = [float(lo[i]), u[i], z[i], float(hi[i]), u[i], z[i]]
-            o = {"type": "Line", "pos": [round(float(p), 5) for p in pos], "color": _hex(colors[k]), "hit": i,
+            o = {"type": "Line", "pos": [round(float(p), 5) for p in pos], "color": phoenix_color(colors[k]), "hit": i,
                  "view": "xy"[int(st[i])]}
             for f, val in zip(CD_FIELDS[1:], cd[i, 1:]):
                 if np.isfinite(val): o[f] = round(float(val), 4)
@@ -915,22 +904,22 @@ def to_phoenix(ev: dict, *, preds: dict | None = None, color_by: str = "particle
     vertices, tracks = {}, {}
     stop, mu = _xyz(ev, "pion_stop"), _xyz(ev, "muon_end")
     truth_v = []
-    if stop: truth_v.append(_vertex(stop, color="#000000", size=0.15, vertexType="pion stop"))
-    if mu: truth_v.append(_vertex(mu, color="#555555", size=0.12, vertexType="muon end"))
+    if stop: truth_v.append(phoenix_vertex(stop, color="#000000", size=0.15, vertexType="pion stop"))
+    if mu: truth_v.append(phoenix_vertex(mu, color="#555555", size=0.12, vertexType="muon end"))
     if truth_v: vertices["truth"] = truth_v
     start = _positron_start(ev)
     pdir = np.array([ev.get(f"positron_p{a}") or np.nan for a in "xyz"], float)
     if start and np.isfinite(pdir).all() and np.linalg.norm(pdir) > 0:
-        tracks["true positron direction"] = [{"pos": _line_track(start, np.asarray(start) + POSITRON_ARROW * pdir / np.linalg.norm(pdir)),
-                                              "color": _track_hex("#2ca02c"), "linewidth": 2}]
+        end = np.asarray(start) + POSITRON_ARROW * pdir / np.linalg.norm(pdir)
+        tracks["true positron direction"] = [phoenix_line_track(start, end, "#2ca02c")]
     if stop and mu and ev.get("decay_mode") == 0:
-        tracks["true muon path"] = [{"pos": _line_track(stop, mu), "color": _track_hex("#1f77b4"), "linewidth": 2}]
+        tracks["true muon path"] = [phoenix_line_track(stop, mu, "#1f77b4")]
     row = ev.get("row", 0)
     for (stage, impl), p in preds.items():
         if stage == "atar.pion_stop":
             med = [p.event[f"pred_pion_stop_{a}"][row] for a in "xyz"]
             if np.isfinite(med).all():
-                o = _vertex(med, color=PRED_COLORS.get(impl, "#8c564b"), size=0.15, vertexType=f"predicted pion stop ({impl})")
+                o = phoenix_vertex(med, color=PRED_COLORS.get(impl, "#8c564b"), size=0.15, vertexType=f"predicted pion stop ({impl})")
                 for a in "xyz":
                     for q in ("_q16", "_q84"):
                         v = p.event.get(f"pred_pion_stop_{a}{q}", np.full(row + 1, np.nan))[row]
@@ -939,8 +928,8 @@ def to_phoenix(ev: dict, *, preds: dict | None = None, color_by: str = "particle
         elif stage == "atar.positron_angle":
             d = np.array([p.event[f"pred_positron_u{a}"][row] for a in "xyz"])
             if start and np.isfinite(d).all() and np.linalg.norm(d) > 0:
-                tracks[f"predicted positron direction ({impl})"] = [{"pos": _line_track(start, np.asarray(start) + POSITRON_ARROW * d / np.linalg.norm(d)),
-                                                                     "color": _track_hex(PRED_COLORS.get(impl, "#8c564b")), "linewidth": 2}]
+                end = np.asarray(start) + POSITRON_ARROW * d / np.linalg.norm(d)
+                tracks[f"predicted positron direction ({impl})"] = [phoenix_line_track(start, end, PRED_COLORS.get(impl, "#8c564b"))]
         elif stage == "atar.event_classifier" and np.isfinite(p.event["p_pienu"][row]):
             out[f"P(pi->e nu) {impl}"] = round(float(p.event["p_pienu"][row]), 4)
     if vertices: out["Vertices"] = vertices
@@ -956,4 +945,4 @@ def write_phoenix(path: str | os.PathLike, events, *, names=None, **kw) -> Path:
         name = names[i] if names else f"event {ev['event_id']}"
         if name in doc: raise HepnbError(f"two events named {name!r}", where=path)
         doc[name] = to_phoenix(ev, **kw)
-    return atomic_write_text(path, json.dumps(doc, allow_nan=False, separators=(",", ":")) + "\n")
+    return write_phoenix_document(path, doc)
