@@ -5,13 +5,13 @@ for reports, a worst-events gallery per stage, and export to the Phoenix web eve
 
 # %% ../../../nbs/16_atar_display.ipynb #970528c0
 from __future__ import annotations
-import json, math, os
+import math, os
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from ...core import HepnbError, atomic_write_text, sha256_file
+from ...core import HepnbError, sha256_file
 from ...dataset import MANIFEST, Dataset, open_dataset
 from ...display import KeyIndex, Navigator, phoenix_color, phoenix_line_track, phoenix_vertex, select_rows, write_phoenix_document
 from .physics import AtarGeometry
