@@ -28,6 +28,16 @@ def small_atar(tmp_path_factory):
     return simulate_dataset(out, 3000, seed=123, rows_per_file=1000, row_group_size=500)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    "Two shared cores: train with one thread, and restore the setting for the other modules."
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def chromium_path():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -14,13 +14,7 @@ from hepnb.train import (Trainer, TrainConfig, epoch_data, frozen_modules, init_
                          param_groups)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Two shared cores: train with one thread, and restore the setting for other modules."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")     # two shared cores (conftest.py)
 
 
 class Encoder(nn.Module):

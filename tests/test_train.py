@@ -17,13 +17,7 @@ TIMING = {"events_per_s", "data_wait_frac"}               # wall-clock values: n
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Two shared cores: train with one thread, and restore the setting for other modules."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")     # two shared cores (conftest.py)
 
 
 def toy(n=384, seed=0):
