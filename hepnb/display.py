@@ -10,7 +10,7 @@ from .core import HepnbError
 
 # %% auto #0
 __all__ = ['KeyIndex', 'select_rows', 'Navigator', 'phoenix_color', 'phoenix_vertex', 'phoenix_line_track',
-           'write_phoenix_document']
+           'write_phoenix_document', 'Browser']
 
 # %% ../nbs/09_display.ipynb #79294de2
 class KeyIndex:
@@ -114,3 +114,90 @@ def write_phoenix_document(path, events: dict) -> "Path":
     try: text = json.dumps(events, allow_nan=False, separators=(",", ":")) + "\n"
     except ValueError as e: raise HepnbError(f"a Phoenix document holds no NaN or infinity: {e}", where=path) from None
     return atomic_write_text(path, text)
+
+# %% ../nbs/09_display.ipynb #dced5ead
+class Browser:
+    "Navigation shared by every detector's event browser; subclasses implement `render()` and add their views."
+    def __init__(self, index: KeyIndex, rows=(), key_name: str = "event_id"):
+        import ipywidgets as W
+        self.index, self.nav, self._updating = index, Navigator(np.asarray(rows, np.int64)), False
+        self.w_prev = W.Button(description="◀ previous", layout=W.Layout(width="auto"))
+        self.w_next = W.Button(description="next ▶", layout=W.Layout(width="auto"))
+        self.w_pos = W.BoundedIntText(value=1, min=1, max=1, description="#", layout=W.Layout(width="150px"))
+        self.w_key = W.IntText(value=0, description=key_name, continuous_update=False, layout=W.Layout(width="200px"))
+        self.w_status = W.HTML()
+        self.w_prev.on_click(lambda _: self.previous())
+        self.w_next.on_click(lambda _: self.next())
+        self.w_pos.observe(lambda c: self._guard(self.show, c["new"] - 1), "value")
+        self.w_key.observe(lambda c: self._guard(self._go_to_key, c["new"]), "value")
+
+    @property
+    def rows(self) -> np.ndarray: return self.nav.rows        # the selection browsed, in order
+    @property
+    def pos(self) -> int: return self.nav.pos                 # the position shown in it (0-based)
+    @property
+    def row(self) -> int | None: return self.nav.row          # the table row shown
+
+    def render(self) -> None:
+        "Draw `self.row` (the subclass's views)."
+        raise NotImplementedError
+
+    def show(self, pos: int) -> None:
+        "Show the event at position `pos` (0-based, clamped) of the selection."
+        if not len(self.rows):
+            self.w_status.value = "<b>no event passes the selection</b>"
+            return
+        self.nav.go(pos)
+        self.render()
+        self._sync_controls()
+
+    def next(self): self.show(self.pos + 1)
+    def previous(self): self.show(self.pos - 1)
+
+    def show_key(self, key: int) -> None:
+        "Show the event with this key (`HepnbError` when the table or the selection lacks it)."
+        row = int(self.index.rows([key])[0])
+        if not (self.rows == row).any():
+            raise HepnbError(f"{self.w_key.description} {key} does not pass the current selection "
+                             f"({len(self.rows)} events do)", where="event browser")
+        self.nav.go_to_row(row)
+        self.show(self.pos)
+
+    def select(self, rows, restart: bool = False) -> None:
+        "Browse `rows` (in this order): stay on the event shown if it is among them, unless `restart`."
+        rows = np.asarray(rows, np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self.index)):
+            raise HepnbError(f"rows must be in 0..{len(self.index) - 1}", where="event browser")
+        self.nav.select(rows, restart=restart)
+        self.show(self.pos)
+        if not len(rows): self._sync_controls()
+
+    def _go_to_key(self, key):
+        try: self.show_key(key)
+        finally: self._sync_controls(status=False)
+
+    def _guard(self, fn, *args):
+        "Run a control's handler unless the browser itself is setting the controls; errors go to the status line."
+        if self._updating: return
+        try: fn(*args)
+        except HepnbError as e: self.w_status.value = f"<span style='color:#b00'>⚠ {e}</span>"
+
+    def status(self) -> str:
+        "The status line of the event shown (subclasses add to it)."
+        return f"{self.nav.label()} selected ({len(self.index)} in the dataset)"
+
+    def _sync_more(self) -> None:
+        "Set the subclass's own controls to the state shown (called with the controls' handlers muted)."
+
+    def _sync_controls(self, status: bool = True):
+        self._updating = True
+        try:
+            self.w_pos.max = max(len(self.rows), 1)
+            self.w_pos.value = self.pos + 1
+            if len(self.rows): self.w_key.value = int(self.index.keys[self.row])
+            self.w_prev.disabled = self.pos <= 0
+            self.w_next.disabled = self.pos >= len(self.rows) - 1
+            self._sync_more()
+        finally:
+            self._updating = False
+        if status: self.w_status.value = self.status() if len(self.rows) else "<b>no event passes the selection</b>"

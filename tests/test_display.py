@@ -62,7 +62,7 @@ def test_next_and_event_id_controls_change_the_event_drawn(browser):
         assert sorted(idx) == list(np.flatnonzero(ev["hits_strip_type"] == view))
         np.testing.assert_array_equal(xs, ev["hits_z"][idx])        # the figure holds this event's hits
     b.w_event_id.value = 57
-    assert b.row == 57 and b.w_pos.value == 57 and "event 57 " in b.fig2d.layout.title.text
+    assert b.row == 57 and b.w_pos.value == 58 and "event 57 " in b.fig2d.layout.title.text      # "#" counts from 1
     b.w_prev.click()
     assert b.row == 56
     n_traces = len(b.fig2d.data), len(b.fig3d.data)

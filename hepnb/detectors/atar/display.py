@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ...core import HepnbError, sha256_file
 from ...dataset import MANIFEST, Dataset, open_dataset
-from ...display import KeyIndex, Navigator, phoenix_color, phoenix_line_track, phoenix_vertex, select_rows, write_phoenix_document
+from ...display import (Browser, KeyIndex, phoenix_color, phoenix_line_track, phoenix_vertex, select_rows,
+                         write_phoenix_document)
 from .physics import AtarGeometry
 from .stages import components
 from . import evaluate as E
@@ -620,7 +621,7 @@ def _split_color(value: str) -> tuple[str, str | None]:
     mode, _, impl = value.partition(":")
     return mode, impl or None
 
-class EventBrowser:
+class EventBrowser(Browser):
     "Browse a dataset's events in JupyterLab: controls, XZ/YZ strip views and a 3-D view, truth and predictions."
     def __init__(self, dataset, predictions: dict | None = None, *, color_by: str = "particle", extent: str = "group",
                  event_filter: EventFilter | None = None, height: int = 430):
@@ -634,8 +635,9 @@ class EventBrowser:
         impls = lambda stage: tuple(i for s, i in self.preds if s == stage)
         self.keys = trace_layout(impls("atar.pion_stop"), impls("atar.positron_angle"))
         self._build_figures()
-        self._updating, self.selected, self.row = False, np.zeros(0, np.int64), 0
-        self.nav = Navigator()
+        self.selected = np.zeros(0, np.int64)
+        Browser.__init__(self, self.store.index, key_name="event_id")      # previous / next / # / event_id / status
+        self.w_event_id = self.w_key
         self._sel_parts: dict = {}
 
         colors = [("particle (truth)", "particle"), ("time group", "time_group"), ("origin MC event", "mc_event")]
@@ -646,11 +648,6 @@ class EventBrowser:
         stages = [("all events", "all")] + [(STAGE_SELECTIONS[m.split(":")[0]].format(m.split(":")[1]), m)
                                             for m in self.table.columns if m.split(":")[0] in STAGE_SELECTIONS]
         tmax = float(np.nanmax(self.store.events["pion_decay_time"])) if "pion_decay_time" in self.store.events and self.store.n else 1.0
-        lay = W.Layout(width="auto")
-        self.w_prev = W.Button(description="◀ previous", layout=lay)
-        self.w_next = W.Button(description="next ▶", layout=lay)
-        self.w_pos = W.BoundedIntText(value=0, min=0, max=0, description="#", layout=W.Layout(width="150px"))
-        self.w_event_id = W.IntText(value=0, description="event_id", continuous_update=False, layout=W.Layout(width="200px"))
         self.w_color = W.Dropdown(options=colors, value=color_by if color_by in dict(colors).values() else "particle", description="colour")
         self.w_extent = W.Dropdown(options=[("along the group's other view", "group"), ("full strip length", "full")], value=extent,
                                    description="3-D strips", style={"description_width": "initial"})
@@ -660,12 +657,7 @@ class EventBrowser:
         self.w_time = W.FloatRangeSlider(value=(0.0, tmax), min=0.0, max=tmax, step=max(tmax / 200, 1e-3), description="t(π) [ns]",
                                          continuous_update=False, readout_format=".1f")
         self.w_stage = W.Dropdown(options=stages, value="all", description="stage", layout=W.Layout(width="320px"))
-        self.w_status = W.HTML()
         self.w_hits = W.HTML()
-        self.w_prev.on_click(lambda _: self.previous())
-        self.w_next.on_click(lambda _: self.next())
-        self.w_pos.observe(lambda c: self._guard(self.show, c["new"]), "value")
-        self.w_event_id.observe(lambda c: self._guard(self._goto_id, c["new"]), "value")
         self.w_color.observe(lambda c: self._guard(self.set_color, c["new"]), "value")
         self.w_extent.observe(lambda c: self._guard(self.set_extent, c["new"]), "value")
         for w in (self.w_mode, self.w_pileup, self.w_time, self.w_stage):
@@ -735,42 +727,15 @@ class EventBrowser:
         self._write(fd)
         self._hit_table()
 
-    # ---- navigation
-    def _guard(self, fn, *args):
-        "Run a control's handler unless the browser itself is setting the controls; show errors in the status line."
-        if self._updating: return
-        try: fn(*args)
-        except HepnbError as e: self.w_status.value = f"<span style='color:#b00'>⚠ {e}</span>"
-
+    # ---- navigation (the rest is `hepnb.display.Browser`)
     def show(self, pos: int):
-        "Show the event at position `pos` of the current selection of events."
-        if not len(self.rows):
-            self.w_status.value = "<b>no event passes the filters</b>"
-            return
-        self.row = self.nav.go(pos)
+        "Show the event at position `pos` of the current selection of events (a new event starts unselected)."
         self.selected = np.zeros(0, np.int64)
-        self.render()
-        self._sync_controls()
+        super().show(pos)
 
     def show_event_id(self, event_id: int):
         "Show the event with this `event_id` (HepnbError when the dataset or the current filter lacks it)."
-        row = int(self.store.rows_of([event_id])[0])
-        if not (self.rows == row).any():
-            raise HepnbError(f"event_id {event_id} does not pass the current filters ({len(self.rows)} events do)", where="event browser")
-        self.nav.go_to_row(row)
-        self.show(self.pos)
-
-    def _goto_id(self, event_id):
-        try: self.show_event_id(event_id)
-        finally: self._sync_controls(status=False)
-
-    @property
-    def rows(self) -> np.ndarray: return self.nav.rows           # the selection browsed, in order
-    @property
-    def pos(self) -> int: return self.nav.pos                    # the position shown in it
-
-    def next(self): self.show(self.pos + 1)
-    def previous(self): self.show(self.pos - 1)
+        self.show_key(event_id)
 
     def set_color(self, color_by: str):
         "Colour hits by `particle`, `time_group`, `mc_event`, `predicted:<impl>`, `affinity_<pion|muon|mip>:<impl>` or `pattern:<impl>`."
@@ -789,17 +754,11 @@ class EventBrowser:
         f = event_filter or dataclasses.replace(self.filter, **changes)
         restart = f.stage != self.filter.stage
         self.filter = f
-        self.nav.select(select_events(self.table, f), restart=restart)
-        self.show(self.pos)
-        if not len(self.rows): self._sync_controls()
+        self.select(select_events(self.table, f), restart=restart)
 
     def browse(self, rows):
         "Browse these rows (e.g. `browser.table.filter(...)['row']`), in this order."
-        rows = np.asarray(rows, np.int64)
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.store.n):
-            raise HepnbError(f"rows must be in 0..{self.store.n - 1}", where="event browser")
-        self.nav.select(rows, restart=True)
-        self.show(0)
+        self.select(rows, restart=True)
 
     def _filter_from_controls(self):
         tmin, tmax = self.w_time.value
@@ -807,27 +766,21 @@ class EventBrowser:
         self.apply_filter(EventFilter(decay_mode=None if self.w_mode.value == -1 else self.w_mode.value, pileup=self.w_pileup.value,
                                       decay_time=None if full else (tmin, tmax), stage=self.w_stage.value))
 
-    def _sync_controls(self, status: bool = True):
-        self._updating = True
-        try:
-            self.w_pos.max = max(len(self.rows) - 1, 0)
-            self.w_pos.value = self.pos
-            if len(self.rows): self.w_event_id.value = int(self.store.event_id[self.row])
-            self.w_color.value = self.color_by
-            self.w_extent.value = self.extent
-            f = self.filter
-            self.w_mode.value = -1 if f.decay_mode is None else f.decay_mode
-            self.w_pileup.value = f.pileup
-            self.w_stage.value = f.stage if f.stage in dict(self.w_stage.options).values() else "all"
-            self.w_prev.disabled = self.pos <= 0
-            self.w_next.disabled = self.pos >= len(self.rows) - 1
-        finally:
-            self._updating = False
-        if status and len(self.rows):
-            s = f"{self.nav.label()} selected ({self.store.n} in the dataset)"
-            if f.stage != "all":
-                s += f" · {f.stage} = {self.table[f.stage][self.row]:.4g}" if self.table[f.stage].dtype.is_float() else ""
-            self.w_status.value = s
+    def _sync_more(self):
+        "The ATAR controls: colouring, 3-D extent and the filters, as shown."
+        self.w_color.value = self.color_by
+        self.w_extent.value = self.extent
+        f = self.filter
+        self.w_mode.value = -1 if f.decay_mode is None else f.decay_mode
+        self.w_pileup.value = f.pileup
+        self.w_stage.value = f.stage if f.stage in dict(self.w_stage.options).values() else "all"
+
+    def status(self) -> str:
+        "The position in the selection, and the selected stage's value for this event."
+        s, f = super().status(), self.filter
+        if f.stage != "all" and self.table[f.stage].dtype.is_float():
+            s += f" · {f.stage} = {self.table[f.stage][self.row]:.4g}"
+        return s
 
     # ---- selection
     def select_hits(self, hits, link: bool = True):
