@@ -41,10 +41,11 @@ class Detector:
     training: str | None = None
     stages: str | None = None
     evaluator: str | None = None
+    display: str | None = None
     tasks: tuple[Task, ...] = ()
 
     def load(self, part: str):
-        "The module behind `part` ('schemas', 'simulation', 'training', 'stages' or 'evaluator'), imported now."
+        "The module behind `part` ('schemas', 'simulation', 'training', 'stages', 'evaluator' or 'display'), imported now."
         ref = getattr(self, part)
         if ref is None: raise HepnbError(f"the detector provides no {part}", where=f"detector {self.name}")
         return load_ref(ref, where=f"detector {self.name} [{part}]")

@@ -1,6 +1,6 @@
 """Proof of the platform: a detector defined outside hepnb (tests/plugin_detector: a toy calorimeter with a
 fixed-size sensor level and a hit graph) registers through the `hepnb.detectors` entry point and runs simulate ->
-train -> predict -> evaluate from the CLI, a stage notebook through papermill, and pretrain -> fine-tune with
+train -> predict -> evaluate from the CLI -> display (its browser on `hepnb.display.Browser`), a stage notebook through papermill, and pretrain -> fine-tune with
 init_from and a frozen backbone, with no change to any generic file of hepnb."""
 import json
 import os
@@ -49,6 +49,23 @@ def test_simulate_train_predict_evaluate_from_the_cli(data):
     # Poisson statistics of 40 photons/GeV over 1-10 GeV: a few % to 15 % for the photon sum; the model must be close
     assert 0.02 < rows["classical"]["value"] < 0.2 and rows["classical"]["error"] > 0
     assert rows["ml"]["value"] < 1.5 * rows["classical"]["value"], rows
+    # ... and display: the plugin's browser on the generic navigation, worst ML event first
+    code = f"""
+import sys
+from hepnb.registry import get_detector
+b = get_detector("toycal").load("display").EventBrowser({str(d / "ds")!r}, {{"ml": {str(d / "p_ml")!r}}}, order_by="rel_error:ml")
+worst = b.table["rel_error:ml"].max()
+assert abs(b.table["rel_error:ml"][b.row] - worst) < 1e-12, (b.row, worst)
+first = b.row
+b.w_next.click()
+assert b.row != first and b.w_pos.value == 2 and "event" in b.fig.layout.title.text and len(b.fig.data[0].y) == 16
+b.w_key.value = 10**9
+assert "not in the dataset" in b.w_status.value
+print("browser ok", len(b.rows))
+"""
+    import subprocess, sys
+    p = subprocess.run([sys.executable, "-c", code], cwd=d, env={**os.environ, **ENV}, capture_output=True, text=True)
+    assert p.returncode == 0 and "browser ok 3000" in p.stdout, p.stderr
 
 
 def test_a_stage_notebook_through_papermill(data):

@@ -18,6 +18,7 @@ DETECTOR = Detector(
     training="hepnb.detectors.atar.training",
     stages="hepnb.detectors.atar.stages",
     evaluator="hepnb.detectors.atar.evaluate",
+    display="hepnb.detectors.atar.display",
     tasks=(
         Task("group", "atar.group_classifier", "particle content of each time group (π, μ, MIP)"),
         Task("pion_stop", "atar.pion_stop", "where the pion stopped, with quantiles"),
