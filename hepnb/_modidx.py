@@ -326,6 +326,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'hepnb/detectors/atar/models.py'),
                                              'hepnb.detectors.atar.models.node_features': ( 'atar/models.html#node_features',
                                                                                             'hepnb/detectors/atar/models.py'),
+                                             'hepnb.detectors.atar.models.onnx_inputs': ( 'atar/models.html#onnx_inputs',
+                                                                                          'hepnb/detectors/atar/models.py'),
                                              'hepnb.detectors.atar.models.pair_features': ( 'atar/models.html#pair_features',
                                                                                             'hepnb/detectors/atar/models.py')},
             'hepnb.detectors.atar.physics': { 'hepnb.detectors.atar.physics.AtarGeometry': ( 'atar/physics.html#atargeometry',

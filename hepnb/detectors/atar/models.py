@@ -18,7 +18,7 @@ from ...models import PairBiasTransformer, QuantileHead, bucketed, masked_pool, 
 # %% auto #0
 __all__ = ['HIT_FEATURES', 'N_NODE', 'N_PAIR', 'TASKS', 'GROUP_TASKS', 'PION_STOP_TARGETS', 'GROUP_TARGETS', 'POSITRON_TARGETS',
            'ENDPOINT_TARGETS', 'node_features', 'pair_features', 'compact', 'AtarModelConfig', 'AtarModel',
-           'loader_config', 'forward', 'loss']
+           'onnx_inputs', 'loader_config', 'forward', 'loss']
 
 # %% ../../../nbs/atar/41_models.ipynb #660e845e
 HIT_FEATURES = ["hits_coord", "hits_z", "hits_edep", "hits_strip_type", "hits_time"]
@@ -205,6 +205,11 @@ PION_STOP_TARGETS = ["pion_stop_x", "pion_stop_y", "pion_stop_z"]
 GROUP_TARGETS = ["group_pion_in", "group_muon_in", "group_mip_in"]
 POSITRON_TARGETS = ["positron_px", "positron_py", "positron_pz", "positron_time"]
 ENDPOINT_TARGETS = [f"group_{e}_{a}" for e in ("start", "end") for a in "xyz"]
+
+def onnx_inputs(task: str) -> tuple[list[str], dict]:
+    "Input names of the exported network of `task` and their dynamic axes: any number of events and of hits."
+    names = ["x", "mask"] + (["time_group"] if task in GROUP_TASKS else [])
+    return names, {n: {0: "events", 1: "hits"} for n in names}
 
 def loader_config(task: str, targets: bool = True, **kw) -> LoaderConfig:
     "The loader configuration of an ATAR task (padded layout; without the labels for inference; options in `kw`)."
