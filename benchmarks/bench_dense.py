@@ -22,7 +22,7 @@ from hepnb.schema import Column, Level, Schema
 COLUMNS = ["npho", "time"]
 
 
-def make(path: Path, n: int, channels: int, chunk: int = 500):
+def make(path: Path, n: int, channels: int, chunk: int = 2000):
     schema = Schema("bench.dense", 1, (Column("event_id", "event", pa.int64()),
                                        *(Column(c, "channel", pa.float32()) for c in COLUMNS)),
                     levels=(Level("channel", size=channels),))
@@ -33,7 +33,7 @@ def make(path: Path, n: int, channels: int, chunk: int = 500):
             cols = {c: pa.FixedSizeListArray.from_arrays(pa.array(rng.random(m * channels, np.float32)), channels)
                     for c in COLUMNS}
             yield pa.table({"event_id": np.arange(start, start + m, dtype=np.int64), **cols})
-    return write_dataset(path, tables(), schema=schema, rows_per_file=2000, row_group_size=250, compression="none")
+    return write_dataset(path, tables(), schema=schema, rows_per_file=2000, compression="none")   # row groups by bytes
 
 
 def raw(ds, channels: int) -> float:

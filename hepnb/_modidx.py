@@ -588,7 +588,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'hepnb.loader._check_derived': ('loader.html#_check_derived', 'hepnb/loader.py'),
                               'hepnb.loader._check_edges': ('loader.html#_check_edges', 'hepnb/loader.py'),
                               'hepnb.loader._check_type': ('loader.html#_check_type', 'hepnb/loader.py'),
-                              'hepnb.loader._coalesce': ('loader.html#_coalesce', 'hepnb/loader.py'),
                               'hepnb.loader._columns': ('loader.html#_columns', 'hepnb/loader.py'),
                               'hepnb.loader._default_context': ('loader.html#_default_context', 'hepnb/loader.py'),
                               'hepnb.loader._dense': ('loader.html#_dense', 'hepnb/loader.py'),

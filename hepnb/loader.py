@@ -663,18 +663,6 @@ def _batches(blocks: Iterator[_Block], cfg: LoaderConfig, rng: np.random.Generat
         yield _batch(pool, seq[i:i + bs], cfg)
 
 # %% ../nbs/05_loader.ipynb #820df218
-def _coalesce(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """Consecutive tables joined as long as they hold at most `rows` events together: row groups smaller than a
-    read chunk are read together, so the shuffle buffer is copied once per chunk, not once per small row group."""
-    buf, n = [], 0
-    for t in tables:
-        if buf and n + t.num_rows > rows:
-            yield buf[0] if len(buf) == 1 else pa.concat_tables(buf)
-            buf, n = [], 0
-        buf.append(t)
-        n += t.num_rows
-    if buf: yield buf[0] if len(buf) == 1 else pa.concat_tables(buf)
-
 def _event_bytes(datasets: Sequence[Dataset], columns: list[str]) -> int:
     "Uncompressed bytes per event of `columns`, from the Parquet footers of the first shard of each dataset."
     total = 0
@@ -773,8 +761,7 @@ class EventStream(IterableDataset):
         epoch = int(self._epoch)
         where = str(self.ds.path)
         # Parquet pages are decoded on Arrow's threads in the main process; a worker decodes on its own thread
-        chunks = _coalesce(self._chunks(self._my_units(epoch, worker, workers), threads=wi is None), cfg.read_rows)
-        blocks = (_columns(t, cfg, where) for t in chunks)
+        blocks = (_columns(t, cfg, where) for t in self._chunks(self._my_units(epoch, worker, workers), threads=wi is None))
         if wi is None and _PREFETCH: blocks = _prefetch(blocks, _PREFETCH)
         rng = np.random.default_rng([cfg.seed, epoch, cfg.rank, worker, 1]) if cfg.shuffle else None
         scratch = self._scratch.pop() if self._scratch else (_Scratch(), _Scratch())   # one set per live iterator

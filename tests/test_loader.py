@@ -326,27 +326,18 @@ def test_peak_memory_does_not_grow_with_dataset_size(tmp_path):
 
 
 def _reference_shuffle(ds, cfg, epoch):
-    """The documented shuffle on event ids alone: chunks of at most read_rows events (small row groups together);
-    pool = buffer + chunk, permuted; the surplus leaves, the rest stays."""
+    "The documented shuffle on event ids alone: pool = buffer + chunk, permuted; the surplus leaves, the rest stays."
     import pyarrow.parquet as pq
     st = EventStream(ds, cfg)
     rng = np.random.default_rng([cfg.seed, epoch, cfg.rank, 0, 1])
-    slices = []                                    # read_rows-slices of the worker's row groups, in order
+    pool, out = np.zeros(0, np.int64), []
     for fi, g, _, _ in st._my_units(epoch, 0, 1):
         ids = pq.ParquetFile(ds.files[fi]).read_row_group(g, columns=["event_id"]).column(0).to_numpy()
-        slices += [ids[s:s + cfg.read_rows] for s in range(0, len(ids), cfg.read_rows)]
-    chunks, pending = [], []                       # a chunk: consecutive slices holding at most read_rows events
-    for piece in slices:
-        if pending and sum(map(len, pending)) + len(piece) > cfg.read_rows:
-            chunks.append(np.concatenate(pending)); pending = []
-        pending.append(piece)
-    if pending: chunks.append(np.concatenate(pending))
-    pool, out = np.zeros(0, np.int64), []
-    for chunk in chunks:
-        pool = np.concatenate([pool, chunk])
-        if len(pool) > cfg.shuffle_buffer:
-            perm = rng.permutation(len(pool))
-            out.append(pool[perm[:len(pool) - cfg.shuffle_buffer]]); pool = pool[perm[len(pool) - cfg.shuffle_buffer:]]
+        for s in range(0, len(ids), cfg.read_rows):
+            pool = np.concatenate([pool, ids[s:s + cfg.read_rows]])
+            if len(pool) > cfg.shuffle_buffer:
+                perm = rng.permutation(len(pool))
+                out.append(pool[perm[:len(pool) - cfg.shuffle_buffer]]); pool = pool[perm[len(pool) - cfg.shuffle_buffer:]]
     if len(pool): out.append(pool[rng.permutation(len(pool))])
     return np.concatenate(out)
 
