@@ -149,8 +149,10 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, folder: b
             raise
 
 # %% ../nbs/00_core.ipynb #8ab3cf38
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 16) -> str:
     "Hex SHA-256 of a file, read in chunks."
+    # 64 KiB: below glibc's mmap threshold. Freeing a larger (mmapped) buffer raises that threshold for the rest of
+    # the process, so a loader that verified its shards first would then serve its batch arrays from the heap
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while b := f.read(chunk): h.update(b)

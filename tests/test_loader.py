@@ -321,8 +321,9 @@ def test_peak_memory_does_not_grow_with_dataset_size(tmp_path):
     loop = {k: r["rss_top"] - r["rss_base"] for k, r in res.items()}   # what iterating adds on top of the imports
     print(res, ratio, loop)
     assert ratio <= 1.15, res
-    # 10x the events (~90 MB of hits on disk for 10N) may not cost more than 32 MiB extra while iterating
-    assert loop["10N"] <= loop["N"] + 32 * 2**20, (loop, res)
+    # 10x the events (~90 MB of hits on disk for 10N) may not cost more than 48 MiB extra while iterating: a leak per
+    # event or batch would cost hundreds (allocator caching varies by ~35 MiB between runs of the whole suite)
+    assert loop["10N"] <= loop["N"] + 48 * 2**20, (loop, res)
 
 
 def _reference_shuffle(ds, cfg, epoch):
