@@ -11,7 +11,8 @@ from .settings import load_settings
 
 # %% auto #0
 __all__ = ['HEAVY', 'build_parser', 'cmd_simulate', 'cmd_train', 'cmd_predict', 'cmd_ingest', 'cmd_convert', 'cmd_validate',
-           'cmd_report', 'cmd_campaign', 'cmd_evaluate', 'cmd_detectors', 'cmd_lab', 'cmd_settings', 'main']
+           'cmd_report', 'cmd_campaign', 'cmd_evaluate', 'cmd_detectors', 'cmd_geometry', 'cmd_lab', 'cmd_settings',
+           'main']
 
 # %% ../nbs/20_cli.ipynb #bc5c659a
 def _detector_parts(part: str) -> dict:
@@ -24,6 +25,10 @@ def _detector_parts(part: str) -> dict:
             try: out[name] = (det, det.load(part))
             except HepnbError as e: out[name] = e
     return out
+
+def _detector_names() -> list[str]:
+    from hepnb.registry import detectors
+    return list(detectors())
 
 def _refusing_parser(sub, name: str, error: HepnbError) -> None:
     "A subcommand for a detector that cannot load: whatever follows it, it fails with the detector's error."
@@ -185,6 +190,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("detectors", help="list the registered detectors: schemas, presets, tasks and stages")
     p.set_defaults(func=cmd_detectors)
+
+    p = sub.add_parser("geometry", help="write a detector's sensor table (id, face, position, normal) as CSV")
+    p.add_argument("detector", choices=sorted(_detector_names()), help="registered detector")
+    p.add_argument("--out", type=Path, required=True, help="output CSV file")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_geometry)
 
     p = sub.add_parser("ingest", help="make a dataset from a ROOT or Parquet file")
     p.add_argument("src", type=Path, help="ROOT (.root) or Parquet (.parquet) file")
@@ -416,6 +427,20 @@ def cmd_detectors(args) -> int:
         for stage in sorted(set(ml) | classical):
             print(f"    {stage:<24} {ml.get(stage, '-'):<16} {'yes' if stage in classical else '-'}")
         print()
+    return 0
+
+def cmd_geometry(args) -> int:
+    "Write the detector's sensor table (its `geometry` part's `sensor_table()`) as CSV, atomically."
+    from hepnb.core import atomic_write_text
+    from hepnb.registry import get_detector
+    det = get_detector(args.detector)
+    if det.geometry is None:
+        raise HepnbError("this detector provides no geometry (no `geometry` part in its Detector)", where=f"detector {det.name}")
+    if args.out.exists() and not args.overwrite:
+        raise HepnbError("output already exists; choose another path or pass --overwrite", where=args.out)
+    table = det.load("geometry").sensor_table()
+    atomic_write_text(args.out, table.write_csv())
+    print(f"wrote {table.height} sensors of {det.name} to {args.out}")
     return 0
 
 def _lab_token() -> tuple[str, dict]:

@@ -42,10 +42,11 @@ class Detector:
     stages: str | None = None
     evaluator: str | None = None
     display: str | None = None
+    geometry: str | None = None
     tasks: tuple[Task, ...] = ()
 
     def load(self, part: str):
-        "The module behind `part` ('schemas', 'simulation', 'training', 'stages', 'evaluator' or 'display'), imported now."
+        "The module behind `part` ('schemas', 'simulation', 'training', 'stages', 'evaluator', 'display', 'geometry')."
         ref = getattr(self, part)
         if ref is None: raise HepnbError(f"the detector provides no {part}", where=f"detector {self.name}")
         return load_ref(ref, where=f"detector {self.name} [{part}]")

@@ -142,7 +142,8 @@ def _unexpected_nulls(arr: pa.Array, typ, at: str = "") -> str | None:
 def detect_schema(arrow_schema: pa.Schema) -> Schema | None:
     "The registered schema whose required columns `arrow_schema` has (exact-type schemas first), or None."
     types = {f.name: f.type for f in arrow_schema}
-    cands = [s for s in known_schemas().values() if all(c.name in types for c in s.columns if c.required)]
+    def has(s, name): return name in types or any(d[0] == name and set(d[1]) <= set(types) for d in s.derive)
+    cands = [s for s in known_schemas().values() if all(has(s, c.name) for c in s.columns if c.required)]
     cands.sort(key=lambda s: (not s.exact_types, -sum(c.required for c in s.columns), s.name))
     for s in cands:
         if all(_type_ok(types[c.name], c, s.exact_types) for c in s.columns if c.name in types): return s
@@ -600,6 +601,9 @@ def _checked(src: _Source, sch: Schema | None) -> Iterator[pa.Table]:
     keys = _KeyCheck(sch.key if sch else "event_id", src.where)
     for t in src.chunks():
         if sch is not None:
+            for name, inputs, fn in sch.derive:       # e.g. the key from run and event numbers
+                if name not in t.column_names and set(inputs) <= set(t.column_names):
+                    t = t.append_column(name, fn(t))
             t = _conform(t, sch)
             validate_table(t, sch, where=src.where)
         keys.add(t)

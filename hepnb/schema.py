@@ -62,6 +62,7 @@ class Schema:
     exact_types: bool = True   # False for foreign layouts: compare the kind (int/float/bool/list depth), not the width
     checks: tuple = ()         # extra callables (table, where) -> None that raise HepnbError
     levels: tuple[Level, ...] = ()
+    derive: tuple = ()         # (column, inputs, fn(table) -> array): computed on ingest where a file lacks it
 
     def __post_init__(self):
         # a level may refer to one no column of this schema uses (a stage's pair predictions without the groups):

@@ -93,3 +93,17 @@ def test_pretrain_then_fine_tune_with_a_frozen_backbone(data):
     assert not torch.equal(tuned["model"]["head.weight"], torch.zeros_like(tuned["model"]["head.weight"]))
     record = json.dumps(tuned.get("resolved", {}))
     assert str(d / "pre") in record or "init_from" in record
+
+
+def test_geometry_verb_writes_a_plugin_sensor_table_and_refuses_a_detector_without_one(tmp_path):
+    "`hepnb geometry` takes its choices from the registry: a detector's `geometry` part, or a one-line refusal."
+    import csv
+    cli("geometry", "toycal", "--out", tmp_path / "g.csv", cwd=tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "g.csv")))
+    assert list(rows[0]) == ["sensor_id", "face", "x", "y", "z", "dx", "dy", "dz"] and len(rows) == 16
+    assert [float(r["x"]) for r in rows] == list(range(16))
+    assert cli("geometry", "toycal", "--out", tmp_path / "g.csv", cwd=tmp_path, check=2).stderr.count("\n") == 1
+    err = cli("geometry", "atar", "--out", tmp_path / "a.csv", cwd=tmp_path, check=2).stderr
+    assert err == "hepnb: error: detector atar: this detector provides no geometry (no `geometry` part in its Detector)\n"
+    assert "invalid choice: 'nosuch'" in cli("geometry", "nosuch", "--out", tmp_path / "n.csv", cwd=tmp_path, check=2).stderr
+    assert not (tmp_path / "a.csv").exists()
