@@ -10,7 +10,7 @@ from .core import HepnbError
 
 # %% auto #0
 __all__ = ['KeyIndex', 'select_rows', 'Navigator', 'phoenix_color', 'phoenix_vertex', 'phoenix_line_track',
-           'write_phoenix_document', 'Browser']
+           'write_phoenix_document', 'redraw', 'static_html', 'gallery', 'Browser']
 
 # %% ../nbs/09_display.ipynb #79294de2
 class KeyIndex:
@@ -36,6 +36,16 @@ class KeyIndex:
             raise HepnbError(f"{self.name} {keys[~found][:5].tolist()} not in the dataset ({n} events, ids "
                              f"{self._sorted[0]}..{self._sorted[-1]})", where=where or self.where)
         return self._order[pos]
+
+    def align(self, keys, where: str | None = None) -> np.ndarray:
+        """The rows of another table's `keys` (e.g. a prediction dataset's `event_id`s), which must name every row
+        of this table once: values read in that table's order land at `rows` in this one."""
+        rows = self.rows(keys, where=where)
+        if len(rows) != len(self.keys):
+            raise HepnbError(f"expected {len(self.keys)} events (one per event shown), found {len(rows)}", where=where or self.where)
+        if len(np.unique(rows)) != len(rows):
+            raise HepnbError(f"expected each {self.name} once, found duplicates", where=where or self.where)
+        return rows
 
 # %% ../nbs/09_display.ipynb #c9d44b92
 def select_rows(table, conditions=(), order_by: str | None = None, where: str = "event filter") -> np.ndarray:
@@ -87,8 +97,8 @@ class Navigator:
         return self.go(int(keep[0]) if len(keep) else 0)
 
     def label(self) -> str:
-        "'event 3 of 120' (1-based, as people count)."
-        return f"event {self.pos + 1} of {len(self.rows)}" if len(self.rows) else "no event passes the selection"
+        "'#3 of 120': the position as the browser's # box shows it (1-based, as people count)."
+        return f"#{self.pos + 1} of {len(self.rows)}" if len(self.rows) else "no event passes the selection"
 
 # %% ../nbs/09_display.ipynb #de06ea28
 def phoenix_color(c: str, track: bool = False) -> str:
@@ -114,6 +124,65 @@ def write_phoenix_document(path, events: dict) -> "Path":
     try: text = json.dumps(events, allow_nan=False, separators=(",", ":")) + "\n"
     except ValueError as e: raise HepnbError(f"a Phoenix document holds no NaN or infinity: {e}", where=path) from None
     return atomic_write_text(path, text)
+
+# %% ../nbs/09_display.ipynb #a18c8e35
+def _flatten(d: dict, prefix: str = "") -> dict:
+    "Trace properties as plotly restyle paths (`marker.color`); `error_*` objects stay whole, `index` is the caller's."
+    out = {}
+    for k, v in d.items():
+        if k == "index": continue
+        if isinstance(v, dict) and not k.startswith("error_"): out.update(_flatten(v, f"{prefix}{k}."))
+        else: out[f"{prefix}{k}"] = v
+    return out
+
+def _get_path(d: dict, path: str):
+    "The value at a dotted path of a trace dict (None where absent)."
+    for part in path.split("."):
+        if not isinstance(d, dict) or part not in d: return None
+        d = d[part]
+    return d
+
+def redraw(fig, traces: dict, layout: dict | None = None, clear_selection: bool = False) -> None:
+    """Write new properties into existing traces of a plotly `FigureWidget` in one batched update (one message):
+    `traces` maps a trace index to its properties (nested dicts, e.g. `marker.color`), `layout` holds layout
+    paths. The caller computed and checked the values, so plotly's per-property validation (which costs more
+    than computing an event) is skipped; 1-D numeric arrays travel as binary typed arrays. A trace given
+    without a path keeps its value (plotly.js would reset a property given as undefined).
+    `clear_selection`: also remove the box or lasso and the dimming of unselected points (a new event)."""
+    ks = [int(k) for k in traces]
+    flat = [_flatten(traces[k]) for k in ks]
+    paths = sorted(set().union(*flat)) if flat else []
+    restyle = {p: [f[p] if p in f else _get_path(fig._data[k], p) for f, k in zip(flat, ks)] for p in paths}
+    relayout = dict(layout or {})
+    if restyle or relayout:
+        restyle, relayout, _ = fig._perform_plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=ks)
+    if clear_selection:       # plotly.js keeps them in its own state: sent even when Python's copy holds no selection
+        restyle = {**restyle, "selectedpoints": [None] * len(ks)}
+        relayout = {**relayout, "selections": []}
+    if restyle or relayout: fig._send_update_msg(restyle, relayout, trace_indexes=ks)
+
+def static_html(fig, height: int | None = None) -> str:
+    """A plotly figure as an HTML fragment drawn once the page has loaded, by the plotly.js the page already
+    carries (a report's other figures): the static counterpart of a widget in an exported notebook."""
+    import html, uuid
+    div = f"hepnb-{uuid.uuid4().hex[:12]}"
+    h = height or fig.layout.height or 450
+    spec = fig.to_json().replace("</", "<\\/")
+    return (f'<div id="{div}" class="hepnb-static-figure" style="width:100%;height:{h}px"></div>\n<script>window.addEventListener('
+            f'"load", function () {{ const s = {spec}; const el = document.getElementById("{div}"); if (window.Plotly) '
+            'Plotly.newPlot(el, s.data, s.layout, {responsive: true, displaylogo: false}); else el.textContent = '
+            f'"(the figure needs plotly.js, which this page does not load)"; }});</script>')
+
+def gallery(table, rows, figure, metric: str | None = None, fmt: str = ".3g") -> list:
+    """Static figures of several events (e.g. the worst of a stage): `figure(row)` draws one; with `metric` (a column
+    of the per-event `table`) each title starts with its value."""
+    figs = []
+    for r in np.asarray(rows, np.int64):
+        fig = figure(int(r))
+        if metric is not None:
+            fig.update_layout(title_text=f"{metric} = {table[metric][int(r)]:{fmt}} · {fig.layout.title.text or ''}")
+        figs.append(fig)
+    return figs
 
 # %% ../nbs/09_display.ipynb #dced5ead
 class Browser:
@@ -141,6 +210,20 @@ class Browser:
     def render(self) -> None:
         "Draw `self.row` (the subclass's views)."
         raise NotImplementedError
+
+    def static_figure(self):
+        "The event shown as a plain plotly figure (subclasses): what an exported page shows instead of the widgets."
+        return None
+
+    def _repr_mimebundle_(self, **kwargs):
+        """The live widget (`self.widget`) in JupyterLab; an exported page, which has no widget state, shows the
+        static figure of the event shown instead (never the widget's text repr)."""
+        import re
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = f"{type(self).__name__}: " + re.sub("<[^>]+>", "", self.status())
+        fig = self.static_figure() if self.row is not None else None
+        if fig is not None: bundle["text/html"] = static_html(fig)
+        return bundle
 
     def show(self, pos: int) -> None:
         "Show the event at position `pos` (0-based, clamped) of the selection."

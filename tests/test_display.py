@@ -17,11 +17,14 @@ import pytest
 from conftest import CHROMIUM_ARGS, ROOT, chromium_path, offline_page, skip_without_chromium
 from hepnb.core import HepnbError
 from hepnb.dataset import write_derived
-from hepnb.detectors.atar.display import (
-    N_SLOTS, PARTICLE_SLOTS, EventBrowser, EventFilter, EventStore, event_table, figure_data, linked_hits,
-    load_predictions, select_events, static_event_figure, strip_extent, to_phoenix, worst_events, write_phoenix)
+from hepnb.detectors.atar import evaluate as E
+from hepnb.detectors.atar.display import EventBrowser
+from hepnb.detectors.atar.display_data import (EventFilter, EventStore, event_table, load_predictions, select_events,
+                                               worst_events)
+from hepnb.detectors.atar.display_views import (N_SLOTS, PARTICLE_SLOTS, figure_data, linked_hits, static_event_figure,
+                                                strip_extent, to_phoenix, write_phoenix)
 from hepnb.detectors.atar.sim import simulate_dataset
-from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, PromptEnergy
+from hepnb.detectors.atar.stages import BraggPeakStop, GroupRules, HitRules, PromptEnergy, TrackEnds
 from hepnb.stage import run_stage
 
 
@@ -36,6 +39,16 @@ def chain(tmp_path_factory):
     preds = {"atar.group_classifier": {"classical": gc.path}, "atar.pion_stop": {"classical": ps.path},
              "atar.event_classifier": {"classical": ec.path}}
     return ds, preds, tmp
+
+
+@pytest.fixture(scope="module")
+def more_stages(chain):
+    "The hit splitter's and the end points' classical predictions of the same events."
+    ds, preds, tmp = chain
+    up = {"atar.group_classifier": preds["atar.group_classifier"]["classical"], "atar.pion_stop": preds["atar.pion_stop"]["classical"]}
+    hs = run_stage(HitRules(), ds, tmp / "hs", upstream=up)
+    ep = run_stage(TrackEnds(), ds, tmp / "ep", upstream=up)
+    return {"atar.hit_splitter": {"classical": hs.path}, "atar.endpoints": {"classical": ep.path}}
 
 
 @pytest.fixture()
@@ -53,16 +66,16 @@ def _hits(b, view):
 
 def test_next_and_event_id_controls_change_the_event_drawn(browser):
     b = browser
-    assert b.fig2d.layout.title.text.startswith("event 0 ")
+    assert b.fig2d.layout.title.text.startswith("event_id 0 ")
     b.w_next.click()
     ev = b.store.event(1)
-    assert b.fig2d.layout.title.text.startswith("event 1 ") and b.w_event_id.value == 1
+    assert b.fig2d.layout.title.text.startswith("event_id 1 ") and b.w_event_id.value == 1
     for view in (0, 1):
         idx, xs = _hits(b, view)
         assert sorted(idx) == list(np.flatnonzero(ev["hits_strip_type"] == view))
         np.testing.assert_array_equal(xs, ev["hits_z"][idx])        # the figure holds this event's hits
     b.w_event_id.value = 57
-    assert b.row == 57 and b.w_pos.value == 58 and "event 57 " in b.fig2d.layout.title.text      # "#" counts from 1
+    assert b.row == 57 and b.w_pos.value == 58 and "event_id 57 " in b.fig2d.layout.title.text      # "#" counts from 1
     b.w_prev.click()
     assert b.row == 56
     n_traces = len(b.fig2d.data), len(b.fig3d.data)
@@ -144,6 +157,56 @@ def test_selection_is_linked_between_views(browser):
     assert len(b.selected) == 0 and len(b._trace["selected", 0].x) == 0   # a new event clears the selection
     with pytest.raises(HepnbError, match="hit indices"):
         b.select_hits([10**5])
+
+
+def test_every_stage_is_displayable_with_the_evaluators_metrics(chain, more_stages):
+    "Hit-splitter labels and end points with their bands are drawn; the per-event metrics are the evaluator's."
+    ds, preds, _ = chain
+    b = EventBrowser(ds, {**preds, **more_stages})
+    # hit labels: a colouring; the worst-first selection counts the hits the evaluator calls wrong
+    b.w_color.value = "hit_label:classical"
+    ev, hs = b.event, b.preds["atar.hit_splitter", "classical"]
+    prob = hs.hit_values(b.row, len(ev["hits_z"]))
+    assert b._trace["hits", 0, 0].name.startswith("hit label")
+    wrong = E.label_errors(E.hit_labels(ev["hits_particle_mask"]), prob)
+    assert b.table["wrong_hits:classical"][b.row] == wrong.sum()
+    base, hs_ds = ds, more_stages["atar.hit_splitter"]["classical"]
+    from hepnb.dataset import open_dataset
+    rows, _ = E.evaluate_hits(base, open_dataset(hs_ds), "classical")
+    exact = next(r["value"] for r in rows if r["metric"] == "hit_exact_match")
+    total_wrong = b.table["wrong_hits:classical"].sum()
+    assert total_wrong == pytest.approx((1 - exact) * len(b.store.hits["hits_z"]), abs=0.5)
+    # end points: true and predicted ends of every group, with the 16–84 % bands as error bars
+    b.w_stage.value = "endpoint_error:classical"
+    ev = b.event
+    n_groups = int(ev["hits_time_group"].max()) + 1
+    pred = b._trace["pred_ends", "classical", 3]
+    assert len(b._trace["truth_ends", 0].x) == 2 * n_groups and 0 < len(pred.x) <= 2 * n_groups
+    err = b.table["endpoint_error:classical"].to_numpy()
+    assert b.row == int(np.nanargmax(err))
+    _, arrays = E.evaluate_endpoints(base, open_dataset(more_stages["atar.endpoints"]["classical"]), "classical", n_boot=2)
+    per_group = np.fmax(arrays["start"]["error3d"], arrays["end"]["error3d"])
+    assert np.nanmax(err) == pytest.approx(np.nanmax(per_group), rel=1e-6)
+    # the pion-stop error is the evaluator's, event by event
+    _, a = E.evaluate_pion_stop(base, open_dataset(preds["atar.pion_stop"]["classical"]), "classical", n_boot=2)
+    mine = b.table["pion_stop_error:classical"].to_numpy()
+    np.testing.assert_allclose(np.sort(mine[np.isfinite(mine)]), np.sort(a["error3d"]), rtol=1e-6)
+    # the 3-D view is framed on the detector and draws its outline
+    g = b.store.geometry
+    assert b.fig3d.layout.scene.xaxis.range[1] >= g.half_width and b.fig3d.layout.scene.zaxis.range[1] >= g.depth
+    assert np.nanmax(np.asarray(b._trace["outline", 3].z, float)) == pytest.approx(g.depth, rel=1e-6)
+
+
+def test_layout_numbering_and_static_counterpart(browser):
+    "No fixed width, the legend right of the views, '#' and the status count alike, a static figure for exported pages."
+    b = browser
+    assert b.fig2d.layout.width is None and b.fig3d.layout.width is None and b.fig2d.layout.legend.x > 1
+    b.w_pos.value = 3
+    assert b.pos == 2 and b.w_status.value.startswith("#3 of ") and b.fig2d.layout.title.text.startswith(
+        f"event_id {b.store.event_id[b.row]} ")
+    mb = b._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in mb and "Plotly.newPlot" in mb["text/html"]
+    assert "VBox" not in mb["text/plain"] and mb["text/plain"].startswith("EventBrowser: #3 of")
 
 
 def test_strips_in_3d_are_segments_along_the_unmeasured_coordinate(chain):
@@ -347,9 +410,9 @@ def _run_all_and_step(page):
         accept = page.locator(".jp-Dialog .jp-mod-accept")
         if accept.count() and accept.first.is_visible():
             accept.first.click(); run_all()
-        if page.evaluate(TITLE_STARTS, "event 0 "): return
+        if page.evaluate(TITLE_STARTS, "event_id 0 "): return
         time.sleep(0.5)
-    raise TimeoutError("the event browser did not draw event 0 within 45 s")
+    raise TimeoutError("the event browser did not draw event_id 0 within 45 s")
 
 
 def test_event_browser_in_jupyterlab(tmp_path):
@@ -407,7 +470,7 @@ def test_event_browser_in_jupyterlab(tmp_path):
             page.wait_for_function("() => /\\d+ selected hits/.test(document.body.innerText)", timeout=20_000)
             n_selected = int(page.evaluate("() => document.body.innerText.match(/(\\d+) selected hits/)[1]"))
             page.get_by_role("button", name="next ▶").click()
-            page.wait_for_function(TITLE_STARTS, arg="event 1 ", timeout=20_000)
+            page.wait_for_function(TITLE_STARTS, arg="event_id 1 ", timeout=20_000)
             n_points_1 = page.evaluate(HITS_DRAWN)
             n_3d = page.evaluate("() => document.querySelectorAll('.js-plotly-plot .gl-container canvas, .js-plotly-plot canvas').length")
             browser.close()

@@ -5,617 +5,23 @@ for reports, a worst-events gallery per stage, and export to the Phoenix web eve
 
 # %% ../../../nbs/atar/16_display.ipynb #970528c0
 from __future__ import annotations
-import math, os
-from dataclasses import dataclass, field
-from pathlib import Path
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from ...core import HepnbError, sha256_file
-from ...dataset import MANIFEST, Dataset, open_dataset
-from ...display import (Browser, KeyIndex, phoenix_color, phoenix_line_track, phoenix_vertex, select_rows,
-                         write_phoenix_document)
-from .physics import AtarGeometry
-from .stages import components
-from . import evaluate as E
+from ...core import HepnbError
+from ...display import Browser, redraw
+from .display_data import (DISPLAY_COLUMNS, EventFilter, EventStore, load_predictions, event_table, select_events,
+                           worst_events)
+from .display_views import (LEGEND, MIXED_COLOR, N_SLOTS, PARTICLE_SLOTS, _axes, _customdata, _trace, figure_data,
+                            gallery, linked_hits, outline, scene, selection_data, static_event_figure, to_phoenix,
+                            trace_layout, write_phoenix)
 
 # %% auto #0
-__all__ = ['HIT_REQUIRED', 'HIT_OPTIONAL', 'EVENT_OPTIONAL', 'GROUP_TRUTH', 'DISPLAY_COLUMNS', 'STAGE_COLUMNS', 'PARTICLE_SLOTS',
-           'MIXED_COLOR', 'PALETTE', 'N_SLOTS', 'COLOR_MODES', 'AFFINITY_SCALE', 'CD_FIELDS', 'HOVER_2D', 'HOVER_3D',
-           'VIEWS', 'POSITRON_ARROW', 'TRUTH_STYLE', 'PRED_COLORS', 'SCENE', 'STAGE_SELECTIONS', 'EventStore',
-           'StagePredictions', 'load_predictions', 'stage_metrics', 'event_table', 'EventFilter', 'select_events',
-           'worst_events', 'hit_slots', 'strip_extent', 'trace_layout', 'figure_data', 'selection_data', 'linked_hits',
-           'event_title', 'trace_style', 'static_event_figure', 'gallery', 'EventBrowser', 'to_phoenix',
-           'write_phoenix']
-
-# %% ../../../nbs/atar/16_display.ipynb #47fbf2ab
-HIT_REQUIRED = ("hits_coord", "hits_z", "hits_edep", "hits_strip_type")
-HIT_OPTIONAL = ("hits_time", "hits_time_group", "hits_particle_mask", "hits_mc_event_id")
-EVENT_OPTIONAL = ("decay_mode", "n_pileup", "pion_decay_time", "pion_stop_x", "pion_stop_y", "pion_stop_z",
-                  "muon_end_x", "muon_end_y", "muon_end_z", "positron_px", "positron_py", "positron_pz",
-                  "positron_energy", "positron_time")
-GROUP_TRUTH = ("group_pion_in", "group_muon_in", "group_mip_in")
-DISPLAY_COLUMNS = ("event_id", *HIT_REQUIRED, *HIT_OPTIONAL, *EVENT_OPTIONAL, *GROUP_TRUTH)
-
-def _list_counts(col) -> np.ndarray:
-    return pc.list_value_length(col.combine_chunks()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-
-def _list_flat(col) -> np.ndarray:
-    return col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-
-class EventStore:
-    "The hits of an `atar.events` table as flat NumPy arrays with offsets: an event is a dict of slices."
-    def __init__(self, table: pa.Table, *, where: str = "events table", geometry: AtarGeometry | None = None,
-                 manifest_sha256: str | None = None, window_end: float = 700.0):
-        missing = [c for c in ("event_id", *HIT_REQUIRED) if c not in table.column_names]
-        if missing:
-            raise HepnbError(f"the event display needs the columns {missing}; found {table.column_names}", where=where)
-        self.where, self.geometry, self.manifest_sha256 = where, geometry or AtarGeometry(), manifest_sha256
-        self.window_end = window_end          # ns: positrons produced later left no hits (the evaluator's cut)
-        self.n = table.num_rows
-        self.offsets = np.r_[0, np.cumsum(_list_counts(table.column("hits_z")))]
-        self.hits: dict[str, np.ndarray] = {}
-        for c in HIT_REQUIRED + HIT_OPTIONAL:
-            if c not in table.column_names: continue
-            v = _list_flat(table.column(c))
-            if len(v) != self.offsets[-1]:
-                raise HepnbError(f"{c} holds {len(v)} hits but hits_z holds {self.offsets[-1]}", where=f"{where} [column {c}]")
-            self.hits[c] = v
-        self.events = {c: table.column(c).to_numpy(zero_copy_only=False) for c in ("event_id", *EVENT_OPTIONAL)
-                       if c in table.column_names}
-        self.event_id = self.events["event_id"].astype(np.int64)
-        self.index = KeyIndex(self.event_id, where=where)
-        # time groups per event (for group-level predictions and truth)
-        self.hit_event = np.repeat(np.arange(self.n), np.diff(self.offsets))
-        self.n_groups = np.zeros(self.n, np.int64)
-        if "hits_time_group" in self.hits and len(self.hit_event):
-            np.maximum.at(self.n_groups, self.hit_event, self.hits["hits_time_group"].astype(np.int64) + 1)
-        self.group_offsets = np.r_[0, np.cumsum(self.n_groups)]
-        self.groups = {}
-        for c in GROUP_TRUTH:
-            if c in table.column_names and np.array_equal(_list_counts(table.column(c)), self.n_groups):
-                self.groups[c] = _list_flat(table.column(c)).astype(bool)
-
-    @classmethod
-    def from_dataset(cls, dataset: Dataset | str | os.PathLike, rows: slice | None = None) -> "EventStore":
-        "Read the display's columns of a dataset (all events, or `rows`)."
-        ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
-        cols = [c for c in DISPLAY_COLUMNS if c in ds.columns]
-        if rows is not None and rows.stop is not None and ds.num_rows:      # read only up to the last row shown
-            batches, n = [], 0
-            for b in ds.iter_batches(cols, batch_size=min(4096, rows.stop)):
-                batches.append(b)
-                n += b.num_rows
-                if n >= rows.stop: break
-            t = pa.Table.from_batches(batches)
-        else:
-            t = ds.read(cols)
-        if rows is not None: t = t.slice(rows.start or 0, (rows.stop or t.num_rows) - (rows.start or 0))
-        window = float(((ds.manifest.get("producer") or {}).get("parameters") or {}).get("window_end", 700.0))
-        return cls(t, where=str(ds.path), manifest_sha256=sha256_file(ds.path / MANIFEST), window_end=window)
-
-    def __len__(self): return self.n
-    def __repr__(self): return f"EventStore({self.where!r}, events={self.n}, hits={self.offsets[-1]})"
-
-    def rows_of(self, event_ids, where: str | None = None) -> np.ndarray:
-        "Row numbers of `event_ids`; HepnbError naming the ids that are not in the store."
-        return self.index.rows(event_ids, where=where)
-
-    def event(self, row: int) -> dict:
-        "One event: hit columns as array slices, event columns as Python scalars (None where null)."
-        row = int(row)
-        if not 0 <= row < self.n: raise HepnbError(f"row {row} is out of range (0..{self.n - 1})", where=self.where)
-        a, b = self.offsets[row], self.offsets[row + 1]
-        ev = {c: v[a:b] for c, v in self.hits.items()}
-        for c, v in self.events.items():
-            x = v[row].item()
-            ev[c] = None if isinstance(x, float) and math.isnan(x) else x
-        for c, v in self.groups.items(): ev[c] = v[self.group_offsets[row]:self.group_offsets[row + 1]]
-        ev["row"] = row
-        return ev
-
-# %% ../../../nbs/atar/16_display.ipynb #a5f5df53
-STAGE_COLUMNS = {
-    "atar.group_classifier": ("group_p_pion", "group_p_muon", "group_p_mip"),
-    "atar.pion_stop": tuple(f"pred_pion_stop_{a}" for a in "xyz"),
-    "atar.event_classifier": ("p_pienu",),
-    "atar.positron_angle": tuple(f"pred_positron_u{a}" for a in "xyz"),
-    "atar.pattern_finder": ("group_pair_affinity",),
-}
-
-@dataclass
-class StagePredictions:
-    "One implementation's predictions of one stage, aligned with an `EventStore`'s rows."
-    stage: str
-    impl: str
-    path: str
-    event: dict = field(default_factory=dict)        # event-level column -> array over store rows (NaN: none)
-    group: dict = field(default_factory=dict)        # group-level column -> flat array
-    group_start: np.ndarray | None = None            # per store row: first group's index in the flat arrays
-    pair: dict = field(default_factory=dict)         # group-pair column (G² per event, row-major) -> flat array
-    pair_start: np.ndarray | None = None             # per store row: first pair's index in the flat arrays
-
-    def hit_group_values(self, row: int, time_group: np.ndarray) -> np.ndarray:
-        "[n_hits, 3] predicted P(π), P(μ), P(e) of each hit's time group."
-        idx = self.group_start[row] + np.asarray(time_group, np.int64)
-        return np.stack([self.group[c][idx] for c in STAGE_COLUMNS["atar.group_classifier"]], 1)
-
-    def hit_origin(self, row: int, time_group: np.ndarray, n_groups: int) -> np.ndarray:
-        """Predicted origin of each hit: the pattern finder's groups joined where the affinity exceeds 0.5
-        (connected components), numbered 0, 1, ... in time-group order."""
-        a = self.pair["group_pair_affinity"][self.pair_start[row]:self.pair_start[row] + n_groups ** 2].reshape(n_groups, n_groups)
-        i, j = np.nonzero(a > 0.5)
-        _, label = np.unique(components(n_groups, i, j), return_inverse=True)
-        return label[np.asarray(time_group, np.int64)]
-
-def _open_prediction(store: EventStore, stage: str, impl: str, src) -> StagePredictions:
-    d = src if isinstance(src, Dataset) else open_dataset(src)
-    where = str(d.path)
-    producer = (d.manifest.get("producer") or {}).get("stage")
-    if producer is not None and producer != stage:
-        raise HepnbError(f"expected predictions of stage {stage}, found a dataset produced by stage {producer}", where=where)
-    if stage not in STAGE_COLUMNS:
-        raise HepnbError(f"unknown stage {stage!r}; the display knows {sorted(STAGE_COLUMNS)}", where=where)
-    need = STAGE_COLUMNS[stage]
-    missing = [c for c in ("event_id", *need) if c not in d.columns]
-    if missing: raise HepnbError(f"predictions of {stage} need the columns {missing}; found {d.columns}", where=where)
-    base_sha = (d.manifest.get("base") or {}).get("manifest_sha256")
-    if base_sha and store.manifest_sha256 and base_sha != store.manifest_sha256:
-        raise HepnbError(f"predictions of {stage} were made on another base dataset than {store.where}", where=where)
-    cols = [c for c in d.columns if c == "event_id" or c.startswith(("pred_", "p_", "group_p_", "group_pair_"))]
-    t = d.read(cols)
-    ids = t.column("event_id").to_numpy()
-    if len(ids) != store.n:
-        raise HepnbError(f"predictions of {stage} hold {len(ids)} events, the dataset shown holds {store.n}", where=where)
-    rows = store.rows_of(ids, where=f"{where} [column event_id]")
-    if len(np.unique(rows)) != len(rows): raise HepnbError("duplicate event_id in predictions", where=where)
-    p = StagePredictions(stage, impl, where)
-    for c in cols:
-        if c == "event_id": continue
-        col = t.column(c)
-        if c.startswith("group_pair_"):
-            n = _list_counts(col)
-            bad = np.flatnonzero(n != store.n_groups[rows] ** 2)
-            if len(bad):
-                r = bad[0]
-                raise HepnbError(f"event {ids[r]}: {n[r]} pair predictions but {store.n_groups[rows[r]]} time groups in the "
-                                 "dataset shown (expected their square)", where=f"{where} [column {c}]")
-            p.pair[c] = _list_flat(col).astype(np.float32)
-            p.pair_start = np.zeros(store.n, np.int64); p.pair_start[rows] = np.r_[0, np.cumsum(n)][:-1]
-        elif pa.types.is_list(col.type):
-            n = _list_counts(col)
-            bad = np.flatnonzero(n != store.n_groups[rows])
-            if len(bad):
-                r = bad[0]
-                raise HepnbError(f"event {ids[r]}: {n[r]} group predictions but {store.n_groups[rows[r]]} time groups in the "
-                                 "dataset shown (predictions of another dataset?)", where=f"{where} [column {c}]")
-            p.group[c] = _list_flat(col).astype(np.float32)
-            if p.group_start is None:
-                p.group_start = np.zeros(store.n, np.int64); p.group_start[rows] = np.r_[0, np.cumsum(n)][:-1]
-        else:
-            v = np.full(store.n, np.nan, np.float64)
-            v[rows] = col.to_numpy(zero_copy_only=False).astype(np.float64)
-            p.event[c] = v
-    return p
-
-def load_predictions(store: EventStore, predictions: dict | None) -> dict[tuple[str, str], StagePredictions]:
-    "Open `{stage: {impl: path}}` (or `{stage: path}`) prediction datasets and align them with `store`."
-    out = {}
-    for stage, v in (predictions or {}).items():
-        items = v.items() if isinstance(v, dict) else [(None, v)]
-        for impl, src in items:
-            if impl is None:
-                d = src if isinstance(src, Dataset) else open_dataset(src)
-                impl, src = (d.manifest.get("producer") or {}).get("kind") or "pred", d
-            out[stage, impl] = _open_prediction(store, stage, impl, src)
-    return out
-
-# %% ../../../nbs/atar/16_display.ipynb #23fd64a1
-def stage_metrics(store: EventStore, preds: dict[tuple[str, str], StagePredictions]) -> dict[str, np.ndarray]:
-    "Per-event metrics of every prediction dataset, named `<metric>:<impl>`."
-    out, ev = {}, store.events
-    for (stage, impl), p in preds.items():
-        # the evaluator's per-event definitions: the browser's "worst events" are the evaluator's
-        if stage == "atar.pion_stop" and all(f"pion_stop_{a}" in ev for a in "xyz"):
-            out[f"pion_stop_error:{impl}"] = E.pion_stop_error(ev, p.event)
-        elif stage == "atar.event_classifier" and "decay_mode" in ev:
-            out[f"misclassified:{impl}"] = E.misclassified(ev, p.event)
-        elif stage == "atar.group_classifier" and len(store.groups) == 3:
-            wrong = np.zeros(int(store.group_offsets[-1]), bool)
-            ge = np.repeat(np.arange(store.n), store.n_groups)
-            for c, tc in zip(STAGE_COLUMNS[stage], GROUP_TRUTH):
-                flat = np.empty_like(wrong, dtype=np.float32)
-                idx = p.group_start[ge] + (np.arange(len(ge)) - store.group_offsets[ge])
-                flat[:] = p.group[c][idx]
-                wrong |= (flat > 0.5) != store.groups[tc]
-            out[f"wrong_groups:{impl}"] = np.bincount(ge, weights=wrong, minlength=store.n).astype(np.int64)
-        elif stage == "atar.positron_angle" and all(f"positron_p{a}" in ev for a in "xyz"):
-            out[f"angle_error:{impl}"] = np.degrees(E.positron_angle_error(ev, p.event, store.window_end))
-    return out
-
-def event_table(store: EventStore, preds: dict | None = None):
-    "A polars frame with one row per event: row, event_id, truth columns and the stage metrics."
-    import polars as pl
-    cols = {"row": np.arange(store.n), "event_id": store.event_id,
-            "n_hits": np.diff(store.offsets)}
-    for c in ("decay_mode", "n_pileup", "pion_decay_time"):
-        if c in store.events: cols[c] = store.events[c]
-    cols.update(stage_metrics(store, preds or {}))
-    return pl.DataFrame(cols)
-
-# %% ../../../nbs/atar/16_display.ipynb #26ec0d3d
-@dataclass
-class EventFilter:
-    "Which events to browse, and in which order."
-    decay_mode: int | None = None                  # 0 = π→μ→e, 1 = π→eν, None: both
-    pileup: str = "any"                            # "any", "none" (n_pileup == 0) or "with" (n_pileup > 0)
-    decay_time: tuple[float, float] | None = None  # ns window on the pion decay time
-    stage: str = "all"                             # "all" or a stage selection, e.g. "pion_stop_error:ml"
-
-def select_events(table, f: EventFilter) -> np.ndarray:
-    "Rows of the events that pass `f`, in display order (largest error first for error selections)."
-    import polars as pl
-    where, conditions, order = "event filter", [], None
-    if f.decay_mode is not None: conditions.append(pl.col("decay_mode") == f.decay_mode)
-    if f.pileup != "any":
-        if f.pileup not in ("none", "with"): raise HepnbError(f"pileup must be any, none or with, not {f.pileup!r}", where=where)
-        conditions.append((pl.col("n_pileup") > 0) if f.pileup == "with" else (pl.col("n_pileup") == 0))
-    if f.decay_time is not None: conditions.append(pl.col("pion_decay_time").is_between(*f.decay_time))
-    if f.stage != "all":
-        if f.stage.split(":")[0] in ("misclassified", "wrong_groups"): conditions.append(pl.col(f.stage) > 0)
-        else: order = f.stage                                      # an error: largest first
-    return select_rows(table, conditions, order_by=order, where=where)
-
-def worst_events(store: EventStore, preds: dict, metric: str, n: int = 6):
-    "The `n` events with the largest `metric` (e.g. `pion_stop_error:ml`), as a polars frame."
-    t = event_table(store, preds)
-    rows = select_events(t, EventFilter(stage=metric))[:n]
-    return t[rows.tolist()] if len(rows) else t.head(0)
-
-# %% ../../../nbs/atar/16_display.ipynb #613a72ab
-PARTICLE_SLOTS = (("π", 1, "#d62728"), ("μ", 2, "#1f77b4"), ("e+", 4, "#2ca02c"))
-MIXED_COLOR = "#7f7f7f"
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-N_SLOTS = len(PALETTE)
-COLOR_MODES = ("particle", "time_group", "mc_event", "predicted", "affinity_pion", "affinity_muon", "affinity_mip", "pattern")
-AFFINITY_SCALE = "Viridis"
-
-def _mask_slots(mask: np.ndarray) -> tuple[np.ndarray, list, list]:
-    slot = np.full(len(mask), len(PARTICLE_SLOTS), np.int64)
-    for k, (_, bit, _) in enumerate(PARTICLE_SLOTS): slot[mask == bit] = k
-    names = [n for n, _, _ in PARTICLE_SLOTS] + ["mixed / other"]
-    return slot, names, [c for _, _, c in PARTICLE_SLOTS] + [MIXED_COLOR]
-
-def hit_slots(ev: dict, color_by: str = "particle", group_probs: np.ndarray | None = None, origin: np.ndarray | None = None):
-    "Slot of every hit, each slot's legend name and colour, and a continuous value (affinity) or None."
-    n = len(ev["hits_z"])
-    def need(c):
-        if c not in ev: raise HepnbError(f"colouring by {color_by} needs the column {c}", where="color_by")
-        return np.asarray(ev[c])
-    if color_by == "particle":
-        return (*_mask_slots(need("hits_particle_mask")), None)
-    if color_by in ("time_group", "mc_event", "pattern"):
-        if color_by == "pattern" and origin is None:
-            raise HepnbError("colouring by pattern needs pattern-finder predictions", where="color_by")
-        v = origin.astype(np.int64) if color_by == "pattern" else need("hits_time_group" if color_by == "time_group" else "hits_mc_event_id").astype(np.int64)
-        slot = v % N_SLOTS
-        label = {"time_group": "group", "mc_event": "MC event", "pattern": "predicted origin"}[color_by]
-        present = [np.unique(v[slot == k]) for k in range(N_SLOTS)] if n else [[]] * N_SLOTS
-        names = [f"{label} {', '.join(map(str, p[:4]))}{'…' if len(p) > 4 else ''}" if len(p) else f"{label} –" for p in present]
-        if color_by == "mc_event": names = [s.replace("MC event 0", "MC event 0 (triggered)") for s in names]
-        return slot, names, list(PALETTE), None
-    if color_by == "predicted" or color_by.startswith("affinity_"):
-        if group_probs is None:
-            raise HepnbError(f"colouring by {color_by} needs group-classifier predictions", where="color_by")
-        if color_by == "predicted":
-            bits = (group_probs > 0.5) @ np.array([1, 2, 4])
-            slot, names, colors = _mask_slots(bits)
-            return slot, [f"predicted {s}" for s in names[:-1]] + ["predicted mixed / none"], colors, None
-        k = {"affinity_pion": 0, "affinity_muon": 1, "affinity_mip": 2}.get(color_by)
-        if k is None: raise HepnbError(f"unknown colouring {color_by!r}; expected one of {COLOR_MODES}", where="color_by")
-        return np.zeros(n, np.int64), [f"P({['π', 'μ', 'e+'][k]}) of the hit's group"], [MIXED_COLOR], group_probs[:, k].astype(np.float32)
-    raise HepnbError(f"unknown colouring {color_by!r}; expected one of {COLOR_MODES}", where="color_by")
-
-# %% ../../../nbs/atar/16_display.ipynb #6c31cf75
-def strip_extent(ev: dict, geometry: AtarGeometry | None = None, mode: str = "group", link_planes: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    "Low and high end of every hit's strip along its unmeasured coordinate (see the 3-D view's rule above)."
-    g = geometry or AtarGeometry()
-    n = len(ev["hits_z"])
-    lo, hi = np.full(n, -g.half_width, np.float32), np.full(n, g.half_width, np.float32)
-    if mode == "full" or n == 0: return lo, hi
-    if mode != "group": raise HepnbError(f"strip_extent must be group or full, not {mode!r}", where="strip_extent")
-    st, z, u = np.asarray(ev["hits_strip_type"]), np.asarray(ev["hits_z"], np.float32), np.asarray(ev["hits_coord"], np.float32)
-    tg = np.asarray(ev.get("hits_time_group", np.zeros(n, np.int64)))
-    window = link_planes * g.plane_pitch + 1e-3
-    for view in (0, 1):
-        a, b = np.flatnonzero(st == view), np.flatnonzero(st != view)
-        if not len(a) or not len(b): continue
-        ok = (tg[a][:, None] == tg[b][None, :]) & (np.abs(z[a][:, None] - z[b][None, :]) <= window)
-        has = ok.any(1)
-        ub = u[b][None, :]
-        lo_a = np.where(ok, ub, np.inf).min(1) - g.strip_pitch / 2
-        hi_a = np.where(ok, ub, -np.inf).max(1) + g.strip_pitch / 2
-        lo[a[has]], hi[a[has]] = lo_a[has], hi_a[has]
-    return lo, hi
-
-# %% ../../../nbs/atar/16_display.ipynb #fe22bd73
-CD_FIELDS = ("hit", "E [keV]", "t [ns]", "time group", "MC event", "particle mask")
-HOVER_2D = ("hit %{customdata[0]:.0f}: z %{x:.2f} mm, coord %{y:.2f} mm<br>E %{customdata[1]:.1f} keV, "
-            "t %{customdata[2]:.2f} ns<br>time group %{customdata[3]:.0f}, MC event %{customdata[4]:.0f}, "
-            "particle mask %{customdata[5]:.0f}<extra>%{fullData.name}</extra>")
-HOVER_3D = ("hit %{customdata[0]:.0f}: (%{x:.2f}, %{y:.2f}, %{z:.2f}) mm<br>E %{customdata[1]:.1f} keV, "
-            "t %{customdata[2]:.2f} ns<br>time group %{customdata[3]:.0f}, MC event %{customdata[4]:.0f}"
-            "<extra>%{fullData.name}</extra>")
-VIEWS = (0, 1, 3)          # 0: XZ (x strips), 1: YZ (y strips), 3: the 3-D view
-POSITRON_ARROW = 4.0       # mm drawn along the positron direction
-
-def trace_layout(impls_stop: tuple = (), impls_dir: tuple = ()) -> list[tuple]:
-    "The fixed list of trace keys of the display, in drawing order."
-    keys = [("hits", k, v) for v in VIEWS for k in range(N_SLOTS)]
-    keys += [("selected", v) for v in VIEWS]
-    keys += [(o, v) for o in ("truth_stop", "truth_muon", "truth_positron") for v in VIEWS]
-    keys += [("pred_stop", i, v) for i in impls_stop for v in VIEWS]
-    keys += [("pred_positron", i, v) for i in impls_dir for v in VIEWS]
-    return keys
-
-def _customdata(ev: dict, idx: np.ndarray) -> np.ndarray:
-    n = len(idx)
-    def col(c, scale=1.0):
-        return np.asarray(ev[c])[idx].astype(np.float32) * scale if c in ev else np.full(n, np.nan, np.float32)
-    return np.stack([idx.astype(np.float32), col("hits_edep", 1e3), col("hits_time"), col("hits_time_group"),
-                     col("hits_mc_event_id"), col("hits_particle_mask")], 1)
-
-def _point(v, p) -> dict:
-    "A 3-D point (x, y, z) as the coordinates of view v."
-    x, y, z = p
-    if v == 3: return dict(x=np.array([x]), y=np.array([y]), z=np.array([z]))
-    return dict(x=np.array([z]), y=np.array([x if v == 0 else y]))
-
-def _empty(v) -> dict:
-    e = np.zeros(0, np.float32)
-    return dict(x=e, y=e, z=e) if v == 3 else dict(x=e, y=e)
-
-def _xyz(ev, key):
-    p = tuple(ev.get(f"{key}_{a}") for a in "xyz")
-    return None if any(c is None for c in p) else p
-
-def _positron_start(ev):
-    "Where the positron starts: the muon end point for π→μ→e, the pion stop for π→eν."
-    return (_xyz(ev, "muon_end") if ev.get("decay_mode") == 0 else None) or _xyz(ev, "pion_stop")
-
-def _arrow(v, start, direction) -> dict:
-    d = np.asarray(direction, float); nd = np.linalg.norm(d)
-    if start is None or not np.isfinite(nd) or nd == 0: return _empty(v)
-    a = np.asarray(start, float); b = a + POSITRON_ARROW * d / nd
-    if v == 3: return dict(x=np.array([a[0], b[0]]), y=np.array([a[1], b[1]]), z=np.array([a[2], b[2]]))
-    return dict(x=np.array([a[2], b[2]]), y=np.array([a[v], b[v]]))
-
-def _band(v, pred: StagePredictions, row: int) -> dict:
-    "A predicted pion stop with its 16–84 % quantile band as asymmetric error bars."
-    med = [pred.event[f"pred_pion_stop_{a}"][row] for a in "xyz"]
-    hidden = {f"error_{ax}": dict(visible=False) for ax in ("xyz" if v == 3 else "xy")}
-    if not np.isfinite(med).all(): return {**_empty(v), **hidden}
-    out = _point(v, med)
-    axes = {"x": "z", "y": "x" if v == 0 else "y"} if v != 3 else {"x": "x", "y": "y", "z": "z"}
-    for ax, a in axes.items():
-        lo, hi = (pred.event.get(f"pred_pion_stop_{a}{q}", np.full(row + 1, np.nan))[row] for q in ("_q16", "_q84"))
-        m = pred.event[f"pred_pion_stop_{a}"][row]
-        ok = np.isfinite(lo) and np.isfinite(hi)
-        out[f"error_{ax}"] = dict(type="data", symmetric=False, array=[max(hi - m, 0)], arrayminus=[max(m - lo, 0)], visible=True) \
-            if ok else dict(visible=False)
-    return out
-
-def _coloring(ev: dict, color_by: str, preds: dict, impl: str | None) -> dict:
-    "The predictions `hit_slots` needs for a colouring by `impl`: group-classifier probabilities or pattern-finder origins."
-    if impl is None: return {}
-    stage = "atar.pattern_finder" if color_by == "pattern" else "atar.group_classifier"
-    if (stage, impl) not in preds:
-        raise HepnbError(f"no {stage} predictions named {impl!r} (have {sorted(i for s, i in preds if s == stage)})", where="color_by")
-    p, row, tg = preds[stage, impl], ev.get("row", 0), ev["hits_time_group"]
-    if stage == "atar.pattern_finder":
-        return {"origin": p.hit_origin(row, tg, int(np.max(tg, initial=-1)) + 1)}   # groups as the store counts them
-    return {"group_probs": p.hit_group_values(row, tg)}
-
-def figure_data(ev: dict, color_by: str = "particle", *, preds: dict | None = None, group_impl: str | None = None,
-                extent: str = "group", geometry: AtarGeometry | None = None, selected=None) -> dict:
-    "Arrays and properties of every trace of the display for one event: `{trace key: properties}`."
-    preds = preds or {}; row = ev.get("row", 0)
-    slot, names, colors, value = hit_slots(ev, color_by, **_coloring(ev, color_by, preds, group_impl))
-    st = np.asarray(ev["hits_strip_type"]); z = np.asarray(ev["hits_z"]); u = np.asarray(ev["hits_coord"])
-    e = np.asarray(ev["hits_edep"])
-    size = (4 + 10 * np.sqrt(np.clip(e, 0, 4) / 4)).astype(np.float32)
-    lo, hi = strip_extent(ev, geometry, extent)
-    # group the hits by (view, slot) with one stable sort instead of a mask per trace
-    key = st.astype(np.int64) * N_SLOTS + slot
-    order = np.argsort(key, kind="stable")
-    bounds = np.searchsorted(key[order], np.arange(2 * N_SLOTS + 1))
-    out, seen = {}, set()
-    for v in (0, 1):
-        for k in range(N_SLOTS):
-            idx = order[bounds[v * N_SLOTS + k]:bounds[v * N_SLOTS + k + 1]]
-            col = value[idx] if value is not None else colors[k] if k < len(colors) else MIXED_COLOR
-            name = names[k] if k < len(names) else ""
-            out["hits", k, v] = dict(x=z[idx], y=u[idx], customdata=_customdata(ev, idx), name=name, legendgroup=name,
-                                     showlegend=bool(len(idx)) and name not in seen, index=idx,
-                                     marker=dict(color=col, size=size[idx], showscale=value is not None and v == 0 and k == 0))
-            if len(idx): seen.add(name)
-    for k in range(N_SLOTS):
-        idx = np.flatnonzero(slot == k)
-        m = len(idx)
-        # strip segments: two ends and a NaN gap per hit, in one trace
-        a = np.empty((m, 3), np.float32); a[:, 2] = np.nan
-        meas, zz = u[idx], z[idx]
-        xs, ys = a.copy(), a.copy()
-        isx = st[idx] == 0
-        xs[:, 0] = np.where(isx, meas, lo[idx]); xs[:, 1] = np.where(isx, meas, hi[idx])
-        ys[:, 0] = np.where(isx, lo[idx], meas); ys[:, 1] = np.where(isx, hi[idx], meas)
-        zs = np.repeat(zz[:, None], 3, 1).astype(np.float32); zs[:, 2] = np.nan
-        cd = np.repeat(_customdata(ev, idx), 3, 0)
-        col = np.repeat(value[idx], 3) if value is not None else colors[k] if k < len(colors) else MIXED_COLOR
-        out["hits", k, 3] = dict(x=xs.ravel(), y=ys.ravel(), z=zs.ravel(), customdata=cd, name=names[k] if k < len(names) else "",
-                                 showlegend=False, index=idx, line=dict(color=col))
-    out.update(selection_data(ev, selected, lo, hi))
-    for v in VIEWS:
-        stop, mu = _xyz(ev, "pion_stop"), _xyz(ev, "muon_end")
-        out["truth_stop", v] = _point(v, stop) if stop else _empty(v)
-        out["truth_muon", v] = _point(v, mu) if mu else _empty(v)
-        out["truth_positron", v] = _arrow(v, _positron_start(ev), [ev.get(f"positron_p{a}") or 0.0 for a in "xyz"])
-        for (stage, impl), p in preds.items():
-            if stage == "atar.pion_stop": out["pred_stop", impl, v] = _band(v, p, row)
-            elif stage == "atar.positron_angle":
-                out["pred_positron", impl, v] = _arrow(v, _positron_start(ev), [p.event[f"pred_positron_u{a}"][row] for a in "xyz"])
-    out["title"], out["extent"] = event_title(ev, preds), (lo, hi)
-    return out
-
-def selection_data(ev: dict, selected, lo: np.ndarray, hi: np.ndarray) -> dict:
-    "The highlight traces of selected hits: markers in their 2-D view, thick strip segments in 3-D."
-    st, z, u = np.asarray(ev["hits_strip_type"]), np.asarray(ev["hits_z"]), np.asarray(ev["hits_coord"])
-    s = np.zeros(0, np.int64) if selected is None else np.asarray(selected, np.int64)
-    out = {("selected", v): dict(x=z[s[st[s] == v]], y=u[s[st[s] == v]], index=s[st[s] == v]) for v in (0, 1)}
-    gap = np.full(len(s), np.nan)
-    isx = st[s] == 0
-    out["selected", 3] = dict(x=np.stack([np.where(isx, u[s], lo[s]), np.where(isx, u[s], hi[s]), gap], 1).ravel(),
-                              y=np.stack([np.where(isx, lo[s], u[s]), np.where(isx, hi[s], u[s]), gap], 1).ravel(),
-                              z=np.stack([z[s], z[s], gap], 1).ravel(), index=s)
-    return out
-
-def linked_hits(ev: dict, selected, geometry: AtarGeometry | None = None, link_planes: int = 1) -> np.ndarray:
-    "The selected hits plus the other view's hits that can be the same particles: same time group, within the selection's z range (± `link_planes` planes)."
-    g = geometry or AtarGeometry()
-    s = np.unique(np.asarray(selected, np.int64))
-    if not len(s): return s
-    st, z = np.asarray(ev["hits_strip_type"]), np.asarray(ev["hits_z"])
-    tg = np.asarray(ev.get("hits_time_group", np.zeros(len(z), np.int64)))
-    w = link_planes * g.plane_pitch + 1e-3
-    out = [s]
-    for v in (0, 1):
-        src = s[st[s] == v]
-        if not len(src): continue
-        cand = np.flatnonzero(st != v)
-        groups = np.unique(tg[src])
-        ok = np.isin(tg[cand], groups) & (z[cand] >= z[src].min() - w) & (z[cand] <= z[src].max() + w)
-        out.append(cand[ok])
-    return np.unique(np.concatenate(out))
-
-def event_title(ev: dict, preds: dict | None = None) -> str:
-    "One line: event id, decay mode, hits, pile-up, pion decay time, and event-level predictions."
-    mode = {0: "π→μ→e", 1: "π→eν"}.get(ev.get("decay_mode"), "decay ?")
-    s = f"event {ev.get('event_id')} · {mode} · {len(ev['hits_z'])} hits"
-    if ev.get("n_pileup") is not None: s += f" · pile-up {ev['n_pileup']}"
-    if ev.get("pion_decay_time") is not None: s += f" · t(π decay) {ev['pion_decay_time']:.1f} ns"
-    for (stage, impl), p in (preds or {}).items():
-        if stage == "atar.event_classifier":
-            v = p.event["p_pienu"][ev.get("row", 0)]
-            if np.isfinite(v): s += f" · P(π→eν) {impl} {v:.2f}"
-    return s
-
-# %% ../../../nbs/atar/16_display.ipynb #855d26d5
-TRUTH_STYLE = {"truth_stop": ("true pion stop", dict(symbol="x", size=11, color="black")),
-               "truth_muon": ("true muon end", dict(symbol="diamond-open", size=11, color="black")),
-               "truth_positron": ("true e+ direction", dict(symbol="arrow", angleref="previous", size=[0, 12], color="#2ca02c"))}
-PRED_COLORS = {"ml": "#9467bd", "classical": "#ff7f0e"}
-
-def _deep(base: dict, extra: dict) -> dict:
-    "`base` updated with `extra`, nested dicts (marker, line) merged key by key."
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _deep(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-def trace_style(key) -> dict:
-    "The fixed properties of a trace (mode, names, styles): set once, when the trace is created."
-    kind, v = key[0], key[-1]
-    if kind == "hits":
-        if v == 3: return dict(mode="lines", hovertemplate=HOVER_3D, line=dict(width=3, colorscale=AFFINITY_SCALE, cmin=0, cmax=1))
-        return dict(mode="markers", hovertemplate=HOVER_2D, marker=dict(line=dict(width=0), colorscale=AFFINITY_SCALE, cmin=0, cmax=1,
-                    colorbar=dict(title="P", len=0.8)))
-    if kind == "selected":   # never dimmed by plotly's own selection: it is the linked highlight
-        return dict(mode="lines" if v == 3 else "markers", name="selected", hoverinfo="skip", showlegend=False,
-                    **({} if v == 3 else dict(unselected=dict(marker=dict(opacity=1)))),
-                    **(dict(line=dict(width=8, color="rgba(255,215,0,0.8)")) if v == 3 else
-                       dict(marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=2, color="gold")))))
-    if kind in TRUTH_STYLE:
-        name, m = TRUTH_STYLE[kind]
-        if v == 3: m = dict(color=m["color"], size=[0, 6] if kind == "truth_positron" else 5)
-        return dict(mode="lines+markers" if kind == "truth_positron" else "markers", name=name, legendgroup=name,
-                    showlegend=v == 0, marker=m, line=dict(color=m["color"], width=2), hovertemplate=f"{name}<extra></extra>")
-    impl = key[1]
-    col = PRED_COLORS.get(impl, "#8c564b")
-    if kind == "pred_stop":
-        name = f"predicted pion stop ({impl}, 16–84 %)"
-        return dict(mode="markers", name=name, legendgroup=name, showlegend=v == 0, hovertemplate=f"{name}<extra></extra>",
-                    marker=dict(symbol="circle-open" if v != 3 else "circle", size=11 if v != 3 else 5, color=col,
-                                line=dict(width=2, color=col)))
-    name = f"predicted e+ direction ({impl})"
-    return dict(mode="lines", name=name, legendgroup=name, showlegend=v == 0, line=dict(color=col, width=2, dash="dash"),
-                hovertemplate=f"{name}<extra></extra>")
-
-def _trace(key, d: dict):
-    "A plotly trace for a trace key: its fixed style and the arrays `figure_data` computed (`d`)."
-    import plotly.graph_objects as go
-    S = go.Scatter3d if key[-1] == 3 else go.Scatter
-    return S(**_deep(trace_style(key), {k: v for k, v in d.items() if k != "index" and v is not None}))
-
-def _axes(fig, geometry: AtarGeometry, row=1):
-    g = geometry
-    for c, a in ((1, "x"), (2, "y")):
-        fig.update_xaxes(title_text="z [mm]", range=[-0.2, g.depth + 0.2], row=row, col=c)
-        fig.update_yaxes(title_text=f"{a} [mm]", range=[-g.half_width, g.half_width], row=row, col=c)
-
-SCENE = dict(xaxis_title="x [mm]", yaxis_title="y [mm]", zaxis_title="z [mm] (beam)", aspectmode="data",
-             camera=dict(eye=dict(x=1.6, y=0.9, z=0.6)))
-
-def static_event_figure(ev: dict, color_by: str = "particle", *, preds: dict | None = None, group_impl: str | None = None,
-                        extent: str = "group", geometry: AtarGeometry | None = None, three_d: bool = True, title: str | None = None):
-    "XZ, YZ (and 3-D) views of one event as a plain plotly figure, for reports."
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    g = geometry or AtarGeometry()
-    fd = figure_data(ev, color_by, preds=preds, group_impl=group_impl, extent=extent, geometry=g)
-    cols = 3 if three_d else 2
-    specs = [[{}, {}] + ([{"type": "scene"}] if three_d else [])]
-    fig = make_subplots(rows=1, cols=cols, specs=specs, column_widths=[0.3, 0.3, 0.4][:cols] if three_d else None,
-                        subplot_titles=("XZ view (x strips)", "YZ view (y strips)", "3-D (strips as segments)")[:cols], horizontal_spacing=0.06)
-    for key, d in fd.items():
-        if not isinstance(key, tuple) or key[-1] == 3 and not three_d or key[0] == "selected": continue
-        if not len(d.get("x", ())): continue
-        fig.add_trace(_trace(key, d), row=1, col={0: 1, 1: 2, 3: 3}[key[-1]])
-    _axes(fig, g)
-    if three_d: fig.update_scenes(**SCENE)
-    fig.update_layout(title=title or fd["title"], height=460, margin=dict(l=40, r=20, t=70, b=40),
-                      legend=dict(orientation="h", y=-0.15))
-    return fig
-
-def gallery(store: EventStore, rows, *, preds: dict | None = None, metric: str | None = None, color_by: str = "particle",
-            group_impl: str | None = None, three_d: bool = False) -> list:
-    "Static figures of several events (e.g. the worst of a stage), each titled with `metric` when given."
-    figs, t = [], event_table(store, preds) if metric else None
-    for r in np.asarray(rows, np.int64):
-        ev = store.event(int(r))
-        title = event_title(ev, preds)
-        if metric: title = f"{metric} = {t[metric][int(r)]:.3g} · " + title
-        figs.append(static_event_figure(ev, color_by, preds=preds, group_impl=group_impl, three_d=three_d, title=title))
-    return figs
+__all__ = ['STAGE_SELECTIONS', 'EventBrowser']
 
 # %% ../../../nbs/atar/16_display.ipynb #59daf30e
 STAGE_SELECTIONS = {"misclassified": "misclassified events ({})", "wrong_groups": "wrong time groups ({})",
-                    "pion_stop_error": "largest pion-stop error ({})", "angle_error": "largest e+ angle error ({})"}
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    "Trace properties as plotly restyle paths (`marker.color`); error bars stay whole objects."
-    out = {}
-    for k, v in d.items():
-        if k == "index": continue
-        if isinstance(v, dict) and not k.startswith("error_"): out.update(_flatten(v, f"{prefix}{k}."))
-        else: out[f"{prefix}{k}"] = v
-    return out
-
-def _get_path(d: dict, path: str):
-    "The value at a dotted path of a trace dict (None where absent)."
-    for part in path.split("."):
-        if not isinstance(d, dict) or part not in d: return None
-        d = d[part]
-    return d
+                    "wrong_hits": "wrong hit labels ({})", "pion_stop_error": "largest pion-stop error ({})",
+                    "endpoint_error": "largest track-end error ({})", "angle_error": "largest e+ angle error ({})"}
 
 def _split_color(value: str) -> tuple[str, str | None]:
     mode, _, impl = value.partition(":")
@@ -624,7 +30,7 @@ def _split_color(value: str) -> tuple[str, str | None]:
 class EventBrowser(Browser):
     "Browse a dataset's events in JupyterLab: controls, XZ/YZ strip views and a 3-D view, truth and predictions."
     def __init__(self, dataset, predictions: dict | None = None, *, color_by: str = "particle", extent: str = "group",
-                 event_filter: EventFilter | None = None, height: int = 430):
+                 event_filter: EventFilter | None = None, height: int = 420):
         import ipywidgets as W
         if isinstance(dataset, EventStore): self.store = dataset
         elif isinstance(dataset, pa.Table): self.store = EventStore(dataset)
@@ -633,9 +39,9 @@ class EventBrowser(Browser):
         self.table = event_table(self.store, self.preds)
         self.extent, self.height = extent, height
         impls = lambda stage: tuple(i for s, i in self.preds if s == stage)
-        self.keys = trace_layout(impls("atar.pion_stop"), impls("atar.positron_angle"))
+        self.keys = trace_layout(impls("atar.pion_stop"), impls("atar.positron_angle"), impls("atar.endpoints"))
         self._build_figures()
-        self.selected = np.zeros(0, np.int64)
+        self.selected, self._new_event = np.zeros(0, np.int64), True
         Browser.__init__(self, self.store.index, key_name="event_id")      # previous / next / # / event_id / status
         self.w_event_id = self.w_key
         self._sel_parts: dict = {}
@@ -645,6 +51,7 @@ class EventBrowser(Browser):
             colors += [(f"predicted class ({i})", f"predicted:{i}")]
             colors += [(f"affinity {c} ({i})", f"affinity_{k}:{i}") for c, k in (("π", "pion"), ("μ", "muon"), ("e+", "mip"))]
         colors += [(f"predicted origin ({i})", f"pattern:{i}") for i in impls("atar.pattern_finder")]
+        colors += [(f"hit labels ({i})", f"hit_label:{i}") for i in impls("atar.hit_splitter")]
         stages = [("all events", "all")] + [(STAGE_SELECTIONS[m.split(":")[0]].format(m.split(":")[1]), m)
                                             for m in self.table.columns if m.split(":")[0] in STAGE_SELECTIONS]
         tmax = float(np.nanmax(self.store.events["pion_decay_time"])) if "pion_decay_time" in self.store.events and self.store.n else 1.0
@@ -667,7 +74,9 @@ class EventBrowser(Browser):
         self.nav.select(select_events(self.table, self.filter))
         self.widget = W.VBox([W.HBox([self.w_prev, self.w_next, self.w_pos, self.w_event_id, self.w_color, self.w_extent]),
                               W.HBox([self.w_mode, self.w_pileup, self.w_time, self.w_stage]),
-                              self.w_status, self.fig2d, W.HBox([self.fig3d, self.w_hits])])
+                              self.w_status, self.fig2d,
+                              W.HBox([W.Box([self.fig3d], layout=W.Layout(flex="1 1 62%", min_width="0")), self.w_hits])])
+        self.w_hits.layout = W.Layout(flex="0 1 38%", overflow="auto")
         self.show(0)
 
     # ---- figures
@@ -677,17 +86,19 @@ class EventBrowser(Browser):
         g = self.store.geometry
         # the figures are complete before they become widgets: the front end gets every trace with its
         # style in the widget's initial state, and afterwards only restyles
-        f2 = make_subplots(rows=1, cols=2, subplot_titles=("XZ view (x strips)", "YZ view (y strips)"), horizontal_spacing=0.07)
+        f2 = make_subplots(rows=1, cols=2, subplot_titles=("XZ view (x strips)", "YZ view (y strips)"), horizontal_spacing=0.08)
         f3 = go.Figure()
         for key in self.keys:
-            if key[-1] == 3: f3.add_trace(_trace(key, {}))
+            if key[-1] == 3: f3.add_trace(_trace(key, outline(g) if key[0] == "outline" else {}))
             else: f2.add_trace(_trace(key, {}), row=1, col=key[-1] + 1)
         _axes(f2, g)
-        f2.update_layout(height=self.height, margin=dict(l=50, r=20, t=70, b=40), uirevision="event", dragmode="select",
-                         legend=dict(orientation="h", y=-0.18), title=dict(text="", font=dict(size=14)))
-        f3.update_layout(height=self.height + 40, width=620, margin=dict(l=0, r=0, t=30, b=0), uirevision="event",
-                         showlegend=False, scene=SCENE, title=dict(text="3-D: strips as segments", font=dict(size=12)))
+        # no fixed width: the views fill the notebook's width (plotly's responsive mode), the legend sits right of them
+        f2.update_layout(height=self.height, autosize=True, margin=dict(l=55, r=10, t=75, b=45), uirevision="event",
+                         dragmode="select", legend=LEGEND, title=dict(text="", font=dict(size=13), x=0, xanchor="left"))
+        f3.update_layout(height=self.height + 60, autosize=True, margin=dict(l=0, r=0, t=30, b=0), uirevision="event",
+                         showlegend=False, scene=scene(g), title=dict(text="3-D: strips as segments, detector outline", font=dict(size=12)))
         self.fig2d, self.fig3d = go.FigureWidget(f2), go.FigureWidget(f3)
+        for f in (self.fig2d, self.fig3d): f._config = {"responsive": True, "displaylogo": False}
         self._trace, self._index = {}, {}
         i2 = i3 = 0
         for key in self.keys:
@@ -702,20 +113,13 @@ class EventBrowser(Browser):
         for k in self.keys:
             if k[0] == "hits" and k[-1] == 3: self._trace[k].on_click(self._on_click)
 
-    def _write(self, fd: dict, keys=None):
-        """Write the arrays of `fd` into the existing traces: one `plotly_update` message per figure.
-        The arrays are computed and checked by `figure_data`, so plotly's per-property validation (which
-        costs more than the whole event computation) is skipped; 1-D numeric arrays travel as typed arrays."""
-        keys = [k for k in (keys or self.keys) if k in fd]
+    def _write(self, fd: dict, keys=None, new_event: bool = False):
+        "Write the arrays of `fd` into the existing traces: one batched update per figure (`hepnb.display.redraw`)."
+        keys = [k for k in (keys or self.keys) if k in fd and k[0] != "outline"]      # the outline never changes
         for fig, three_d in ((self.fig2d, False), (self.fig3d, True)):
-            ks = [k for k in keys if (k[-1] == 3) == three_d]
-            flat = [_flatten(fd[k]) for k in ks]
-            paths = sorted(set().union(*flat))
-            # a trace without a path gets its current value: plotly.js resets a property given as undefined
-            restyle = {p: [f[p] if p in f else _get_path(fig._data[self._index[k]], p) for f, k in zip(flat, ks)] for p in paths}
-            relayout = {"title.text": fd["title"]} if "title" in fd and not three_d else {}
-            if restyle or relayout:
-                fig.plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=[self._index[k] for k in ks])
+            traces = {self._index[k]: fd[k] for k in keys if (k[-1] == 3) == three_d}
+            layout = {"title.text": fd["title"]} if "title" in fd and not three_d else {}
+            redraw(fig, traces, layout, clear_selection=new_event and not three_d)
 
     def render(self):
         "Redraw the current event with the current colouring, extent and selection."
@@ -724,13 +128,20 @@ class EventBrowser(Browser):
         fd = figure_data(ev, mode, preds=self.preds, group_impl=impl, extent=self.extent, geometry=self.store.geometry,
                          selected=self.selected)
         self.data, self._extent = fd, fd["extent"]
-        self._write(fd)
+        self._write(fd, new_event=self._new_event)
+        self._new_event = False
         self._hit_table()
+
+    def static_figure(self):
+        "The event shown, coloured as in the browser, as a plain figure (what an exported page shows)."
+        mode, impl = _split_color(self.color_by)
+        return static_event_figure(self.event, mode, preds=self.preds, group_impl=impl, extent=self.extent,
+                                   geometry=self.store.geometry)
 
     # ---- navigation (the rest is `hepnb.display.Browser`)
     def show(self, pos: int):
         "Show the event at position `pos` of the current selection of events (a new event starts unselected)."
-        self.selected = np.zeros(0, np.int64)
+        self.selected, self._sel_parts, self._new_event = np.zeros(0, np.int64), {}, True
         super().show(pos)
 
     def show_event_id(self, event_id: int):
@@ -824,78 +235,3 @@ class EventBrowser(Browser):
         self.w_hits.value = (f"<b>{len(s)} selected hits</b>, {ev['hits_edep'][s].sum():.2f} MeV<table><tr><th>hit</th><th>view</th>"
                              f"<th>coord</th><th>z</th><th>E keV</th><th>t ns</th><th>group</th><th>MC</th><th>mask</th></tr>{rows}</table>{more}")
 
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
-
-# %% ../../../nbs/atar/16_display.ipynb #e9a588a7
-def to_phoenix(ev: dict, *, preds: dict | None = None, color_by: str = "particle", group_impl: str | None = None,
-               extent: str = "group", geometry: AtarGeometry | None = None, run_number: int = 0) -> dict:
-    "One event as a Phoenix event object (strips as `Line` hits per colour category, truth and predictions)."
-    g = geometry or AtarGeometry()
-    preds = preds or {}
-    slot, names, colors, value = hit_slots(ev, color_by, **_coloring(ev, color_by, preds, group_impl))
-    if value is not None: raise HepnbError("Phoenix colours a collection with one colour: export categories, not affinity", where="color_by")
-    st, z, u = np.asarray(ev["hits_strip_type"]), np.asarray(ev["hits_z"], float), np.asarray(ev["hits_coord"], float)
-    lo, hi = strip_extent(ev, g, extent)
-    cd = _customdata(ev, np.arange(len(z)))
-    hits = {}
-    for k in range(N_SLOTS):
-        idx = np.flatnonzero(slot == k)
-        if not len(idx): continue
-        objs = []
-        for i in idx.tolist():
-            if st[i] == 0: pos = [u[i], float(lo[i]), z[i], u[i], float(hi[i]), z[i]]
-            else: pos = [float(lo[i]), u[i], z[i], float(hi[i]), u[i], z[i]]
-            o = {"type": "Line", "pos": [round(float(p), 5) for p in pos], "color": phoenix_color(colors[k]), "hit": i,
-                 "view": "xy"[int(st[i])]}
-            for f, val in zip(CD_FIELDS[1:], cd[i, 1:]):
-                if np.isfinite(val): o[f] = round(float(val), 4)
-            objs.append(o)
-        hits[names[k]] = objs
-    out = {"event number": int(ev["event_id"]), "run number": int(run_number), "Hits": hits}
-    vertices, tracks = {}, {}
-    stop, mu = _xyz(ev, "pion_stop"), _xyz(ev, "muon_end")
-    truth_v = []
-    if stop: truth_v.append(phoenix_vertex(stop, color="#000000", size=0.15, vertexType="pion stop"))
-    if mu: truth_v.append(phoenix_vertex(mu, color="#555555", size=0.12, vertexType="muon end"))
-    if truth_v: vertices["truth"] = truth_v
-    start = _positron_start(ev)
-    pdir = np.array([ev.get(f"positron_p{a}") or np.nan for a in "xyz"], float)
-    if start and np.isfinite(pdir).all() and np.linalg.norm(pdir) > 0:
-        end = np.asarray(start) + POSITRON_ARROW * pdir / np.linalg.norm(pdir)
-        tracks["true positron direction"] = [phoenix_line_track(start, end, "#2ca02c")]
-    if stop and mu and ev.get("decay_mode") == 0:
-        tracks["true muon path"] = [phoenix_line_track(stop, mu, "#1f77b4")]
-    row = ev.get("row", 0)
-    for (stage, impl), p in preds.items():
-        if stage == "atar.pion_stop":
-            med = [p.event[f"pred_pion_stop_{a}"][row] for a in "xyz"]
-            if np.isfinite(med).all():
-                o = phoenix_vertex(med, color=PRED_COLORS.get(impl, "#8c564b"), size=0.15, vertexType=f"predicted pion stop ({impl})")
-                for a in "xyz":
-                    for q in ("_q16", "_q84"):
-                        v = p.event.get(f"pred_pion_stop_{a}{q}", np.full(row + 1, np.nan))[row]
-                        if np.isfinite(v): o[f"{a}{q}"] = float(v)
-                vertices[f"predicted pion stop ({impl})"] = [o]
-        elif stage == "atar.positron_angle":
-            d = np.array([p.event[f"pred_positron_u{a}"][row] for a in "xyz"])
-            if start and np.isfinite(d).all() and np.linalg.norm(d) > 0:
-                end = np.asarray(start) + POSITRON_ARROW * d / np.linalg.norm(d)
-                tracks[f"predicted positron direction ({impl})"] = [phoenix_line_track(start, end, PRED_COLORS.get(impl, "#8c564b"))]
-        elif stage == "atar.event_classifier" and np.isfinite(p.event["p_pienu"][row]):
-            out[f"P(pi->e nu) {impl}"] = round(float(p.event["p_pienu"][row]), 4)
-    if vertices: out["Vertices"] = vertices
-    if tracks: out["Tracks"] = tracks
-    if ev.get("decay_mode") is not None: out["decay mode"] = {0: "pi->mu->e", 1: "pi->e nu"}[ev["decay_mode"]]
-    return out
-
-def write_phoenix(path: str | os.PathLike, events, *, names=None, **kw) -> Path:
-    "Write events (dicts from `EventStore.event`) to one Phoenix JSON file, atomically; `kw` go to `to_phoenix`."
-    events = [events] if isinstance(events, dict) else list(events)
-    doc = {}
-    for i, ev in enumerate(events):
-        name = names[i] if names else f"event {ev['event_id']}"
-        if name in doc: raise HepnbError(f"two events named {name!r}", where=path)
-        doc[name] = to_phoenix(ev, **kw)
-    return write_phoenix_document(path, doc)

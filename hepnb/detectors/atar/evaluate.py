@@ -33,10 +33,19 @@ def evaluate_group(base: Dataset, pred: Dataset, impl: str) -> tuple[list[dict],
     p = np.stack([_flat(pred, f"group_p_{k}") for k in ("pion", "muon", "mip")], 1)
     return _multilabel("atar.group_classifier", impl, "", truth, p)
 
+def label_errors(truth: np.ndarray, p: np.ndarray) -> np.ndarray:
+    "Per row (group or hit): any of the (pion, muon, MIP) labels wrong at 0.5 — the complement of an exact match."
+    return ((np.asarray(p) > 0.5) != np.asarray(truth, bool)).any(1)
+
+def hit_labels(mask) -> np.ndarray:
+    "[n_hits, 3] true (pion, muon, MIP = e±) labels of hits from their particle mask."
+    m = np.asarray(mask).astype(np.int64)
+    return np.stack([(m & 1) > 0, (m & 2) > 0, (m & 12) > 0], 1)
+
 def _multilabel(stage, impl, prefix, truth, p) -> tuple[list[dict], dict]:
     "Exact match (with its binomial error) and per-label accuracy of (pion, muon, MIP) predictions."
     ok = (p > 0.5) == truth
-    exact = ok.all(1)
+    exact = ~label_errors(truth, p)
     rows = [_row(stage, impl, f"{prefix}exact_match", exact.mean(), np.sqrt(exact.mean() * (1 - exact.mean()) / len(exact)), "higher", len(exact))]
     rows += [_row(stage, impl, f"{prefix}accuracy_{k}", ok[:, i].mean(), None, "higher", len(exact))
              for i, k in enumerate(("pion", "muon", "mip"))]
@@ -107,8 +116,7 @@ def evaluate_event(base: Dataset, pred: Dataset, impl: str, efficiency: float = 
 
 def evaluate_hits(base: Dataset, pred: Dataset, impl: str) -> tuple[list[dict], dict]:
     "Exact match and per-label accuracy of hit labels (pion, muon, MIP = e±) against the particle mask."
-    m = _flat(base, "hits_particle_mask").astype(np.int64)
-    truth = np.stack([(m & 1) > 0, (m & 2) > 0, (m & 12) > 0], 1)
+    truth = hit_labels(_flat(base, "hits_particle_mask"))
     p = np.stack([_flat(pred, f"hits_p_{k}") for k in ("pion", "muon", "mip")], 1)
     if p.shape != truth.shape:
         raise HepnbError(f"expected one prediction per hit ({len(truth)} hits), found {len(p)}", where=pred.path)
@@ -143,6 +151,14 @@ def evaluate_positron_angle(base: Dataset, pred: Dataset, impl: str, n_boot: int
     return rows, {"angle": ang[ok], "cos_theta_true": u_true[ok, 2], "energy": _col(base, "positron_energy")[ok], "coverage": cov,
                   "q": np.stack([lo, _col(pred, "pred_positron_angle_q50").astype(float), hi], 1)[ok]}
 
+def endpoint_error(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    "Per time group: 3-D distance (mm) between predicted and true point [n, 3]; NaN where there is no prediction."
+    t, p = np.asarray(truth, float), np.asarray(pred, float)
+    d = np.full(len(t), np.nan)
+    ok = np.isfinite(p).all(1)
+    d[ok] = np.linalg.norm(p[ok] - t[ok], axis=1)
+    return d
+
 def evaluate_endpoints(base: Dataset, pred: Dataset, impl: str, n_boot: int = 100) -> tuple[list[dict], dict]:
     "3-D error (68 %) of the start and end points of every time group's main track, and the coverage of their quantiles."
     rows, out = [], {"particle": np.stack([_flat(base, f"group_{k}_in") for k in ("pion", "muon", "mip")], 1)}
@@ -152,8 +168,8 @@ def evaluate_endpoints(base: Dataset, pred: Dataset, impl: str, n_boot: int = 10
         p = np.stack([_flat(pred, f"pred_group_{e}_{a}").astype(float) for a in "xyz"], 1)
         if p.shape != t.shape:
             raise HepnbError(f"expected one prediction per time group ({len(t)} groups), found {len(p)}", where=pred.path)
-        ok = np.isfinite(p).all(1)
-        d3 = np.full(len(t), np.nan); d3[ok] = np.linalg.norm(p[ok] - t[ok], axis=1)
+        d3 = endpoint_error(t, p)
+        ok = np.isfinite(d3)
         v, err = M.bootstrap(q68, d3[ok], n=n_boot)
         rows += [_row("atar.endpoints", impl, f"{e}_error3d_68", v, err, "lower", ok.sum()),
                  _row("atar.endpoints", impl, f"{e}_failed_fraction", 1 - ok.mean(), None, "lower", len(ok))]
