@@ -285,12 +285,18 @@ def _ranges(starts: np.ndarray, counts: np.ndarray, out: np.ndarray | None = Non
     return np.cumsum(out, out=out)
 
 class _Scratch(dict):
-    "Reusable NumPy buffers by name. Fresh memory is paid in page faults, which can cost more than the copy itself."
-    def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
+    """Reusable NumPy buffers by name. Fresh memory is paid in page faults, which can cost more than the copy itself.
+    `events` is the most events a pool will hold: a buffer first asked for a smaller pool is sized for the full one
+    (a pool grows from one read chunk to buffer + chunk), so it is allocated once, whatever the length of the data."""
+    def __init__(self, events: int = 0):
+        super().__init__(); self.events = events
+
+    def get(self, name: str, shape: tuple, dtype, events: int = 0) -> np.ndarray:
         n, dtype = int(np.prod(shape)), np.dtype(dtype)
         b = super().get(name)
         if b is None or b.dtype != dtype or len(b) < n:
-            b = np.empty(max(n + n // 4, 1024), dtype); self[name] = b        # headroom: fewer regrowths
+            full = n * self.events // events if 0 < events < self.events else n
+            b = np.empty(max(full + full // 8, n + n // 4, 1024), dtype); self[name] = b    # headroom: fewer regrowths
         return b[:n].reshape(shape)
 
 @dataclass(eq=False)
@@ -401,11 +407,11 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
             if r is None: ks.append(np.diff(o)); sel.append(slice(0, int(o[-1])))
             else:
                 st = o.take(r); k = o.take(r + 1) - st
-                ks.append(k); sel.append(_ranges(st, k, scratch.get(f"{attr}{i}", (int(k.sum()),), np.int64)))
+                ks.append(k); sel.append(_ranges(st, k, scratch.get(f"{attr}{i}", (int(k.sum()),), np.int64, out.n)))
         offs = np.zeros(out.n + 1, np.int64); np.cumsum(np.concatenate(ks), out=offs[1:])
         return offs, sel
     def fill(name, offs, sel, arrays, dt, pad, width=None):
-        dst = scratch.get(name, (int(offs[-1]) + 1,) + ((width,) if width else ()), dt)
+        dst = scratch.get(name, (int(offs[-1]) + 1,) + ((width,) if width else ()), dt, out.n)
         pos = 0
         for s, src in zip(sel, arrays):
             m = (s.stop - s.start) if isinstance(s, slice) else len(s)
@@ -432,7 +438,7 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
         for c, v in b0.e.items():
             out.e[c] = fill(f"e:{c}", out.eoffs, sel, [b.e[c] for b, _ in pieces], v.dtype, _pad_value(v.dtype))
     if b0.dx is not None:
-        out.dx = scratch.get("dx", (out.n,) + b0.dx.shape[1:], b0.dx.dtype)
+        out.dx = scratch.get("dx", (out.n,) + b0.dx.shape[1:], b0.dx.dtype, out.n)
         pos = 0
         for b, r in pieces:
             m = b.n if r is None else len(r)
@@ -634,6 +640,7 @@ def _batches(blocks: Iterator[_Block], cfg: LoaderConfig, rng: np.random.Generat
     size, bs = cfg.shuffle_buffer, cfg.batch_size
     pool, keep, owed = None, None, 0                 # the pool; its stored rows to keep, in pool order (owed first); how many are owed
     scratch = scratch or (_Scratch(), _Scratch())     # the next pool is filled while the last one is read: two sets
+    for sc in scratch: sc.events = (size if rng is not None else 0) + bs + cfg.read_rows   # owed + buffer + chunk
     for blk in blocks:
         if not blk.n: continue
         scratch = scratch[::-1]
@@ -761,8 +768,9 @@ class EventStream(IterableDataset):
         epoch = int(self._epoch)
         where = str(self.ds.path)
         # Parquet pages are decoded on Arrow's threads in the main process; a worker decodes on its own thread
-        blocks = (_columns(t, cfg, where) for t in self._chunks(self._my_units(epoch, worker, workers), threads=wi is None))
-        if wi is None and _PREFETCH: blocks = _prefetch(blocks, _PREFETCH)
+        tables = self._chunks(self._my_units(epoch, worker, workers), threads=wi is None)
+        if wi is None and _PREFETCH: tables = _prefetch(tables, _PREFETCH)   # reading overlaps the work below
+        blocks = (_columns(t, cfg, where) for t in tables)
         rng = np.random.default_rng([cfg.seed, epoch, cfg.rank, worker, 1]) if cfg.shuffle else None
         scratch = self._scratch.pop() if self._scratch else (_Scratch(), _Scratch())   # one set per live iterator
         try:

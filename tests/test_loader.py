@@ -388,3 +388,25 @@ def test_collate_integer_and_boolean_hit_columns():
     k = L.collate(tab, replace(cfg, layout="packed"))
     assert k.hit_targets["u"].tolist() == [200, 1, 7] and k.hit_targets["i"].tolist() == [-5, 300, 2]
     assert k.x[:, 1].tolist() == [200, 1, 7] and k.offsets.tolist() == [0, 2, 3]
+
+
+def test_scratch_is_sized_once_for_the_full_pool():
+    "A buffer first asked for a small pool is allocated for the largest pool, so a longer stream does not regrow it."
+    sc = L._Scratch(events=1000)
+    first = sc.get("x", (500, 3), np.float32, events=100)          # 100 events, 5 hits each
+    assert first.shape == (500, 3)
+    base = sc["x"]
+    assert len(base) >= 1000 * 5 * 3                                 # room for 1000 events of the same size
+    again = sc.get("x", (4600, 3), np.float32, events=920)
+    assert sc["x"] is base and np.shares_memory(again, base)         # no regrowth up to the full pool
+
+
+def test_import_asks_arrow_to_return_freed_pages():
+    "hepnb sets mimalloc's purge delay before pyarrow loads (an explicit setting wins)."
+    code = "import os, hepnb, pyarrow; print(os.environ['MIMALLOC_PURGE_DELAY'])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "0"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "MIMALLOC_PURGE_DELAY": "10"}, check=True)
+    assert out.stdout.strip() == "10"
