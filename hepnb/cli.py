@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_cli.ipynb #e93c2a8d
 from __future__ import annotations
-import argparse, contextlib, dataclasses, importlib, pkgutil, sys, typing
+import argparse, contextlib, dataclasses, functools, importlib, pkgutil, sys, typing
 from pathlib import Path
 from .core import HepnbError, Terminated, terminate_cleanly, yaml_problem
 from .settings import load_settings
@@ -42,9 +42,17 @@ def _base_type(t):
     args = [a for a in typing.get_args(t) if a is not type(None)]
     return args[0] if args and typing.get_origin(t) in (typing.Union, __import__("types").UnionType) else t
 
+@functools.cache
+def _field_docs(cls) -> dict:
+    "The comment after each field of a dataclass (its unit and meaning), from its source; empty when there is none."
+    try:
+        from fastcore.docments import docments
+        return {k: v for k, v in docments(cls).items() if v}
+    except Exception: return {}                     # no source (a class made at run time): plain help
+
 def _add_dataclass_options(p: argparse.ArgumentParser, cls, prefix: str = "", skip: tuple = ()) -> None:
-    "One `--option` per dataclass field (nested dataclasses flattened), defaults shown in --help."
-    hints = typing.get_type_hints(cls)
+    "One `--option` per dataclass field (nested dataclasses flattened), its comment (unit) and default shown in --help."
+    hints, docs = typing.get_type_hints(cls), _field_docs(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip: continue
         t = _base_type(hints[f.name])
@@ -54,7 +62,8 @@ def _add_dataclass_options(p: argparse.ArgumentParser, cls, prefix: str = "", sk
         opt = "--" + f.name.replace("_", "-")
         dest = f"cfg:{prefix}{f.name}"
         # SUPPRESS: an option not given leaves no attribute (the dataclass default applies) and no "(default: None)" in --help
-        kw = dict(dest=dest, default=argparse.SUPPRESS, help=f"(default: {default})")
+        doc = docs.get(f.name)
+        kw = dict(dest=dest, default=argparse.SUPPRESS, help=f"{doc} (default: {default})" if doc else f"(default: {default})")
         if t is bool: p.add_argument(opt, action=argparse.BooleanOptionalAction, **kw)
         elif typing.get_origin(t) in (list, tuple):        # comma-separated: "--tasks a,b" (not a list of characters)
             item = next((a for a in typing.get_args(t) if a is not Ellipsis), str)
@@ -131,7 +140,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         presets = getattr(mod, "PRESETS", {})
         if presets:
             p.add_argument("--preset", choices=sorted(presets), default=None,
-                           help="named set of options: " + "; ".join(f"{k}: {v}" for k, v in presets.items())
+                           help="named set of options: " + "; ".join(
+                               f"{k}: " + ", ".join(f"{o}={v:.4g}" if isinstance(v, float) else f"{o}={v}" for o, v in opts.items())
+                               for k, opts in presets.items())
                                 + " (options given beside it win)")
         _add_dataclass_options(p, mod.SimConfig)
         p.set_defaults(func=cmd_simulate, module=mod)
@@ -143,7 +154,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, found in (_detector_parts("training") if command == "train" else {}).items():
         if isinstance(found, HepnbError): _refusing_parser(dets, name, found); continue
         det, mod = found
-        q = dets.add_parser(name, help=f"train a {name} model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        q = dets.add_parser(name, help=f"train a model for one task of detector {name}", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         q.add_argument("task", choices=[t.name for t in det.tasks], help="reconstruction task: "
                        + "; ".join(f"{t.name}: {t.description}" for t in det.tasks))
         q.add_argument("--dataset", type=Path, required=True, help="training dataset (train/val splits by event_id hash)")
@@ -162,7 +173,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, found in (_detector_parts("stages") if command == "predict" else {}).items():
         if isinstance(found, HepnbError): _refusing_parser(dets, name, found); continue
         det, mod = found
-        q = dets.add_parser(name, help=f"run a {name} stage")
+        q = dets.add_parser(name, help=f"run one stage of detector {name} (ML or classical)")
         q.add_argument("stage", choices=sorted(mod.CLASSICAL), help="stage name")
         q.add_argument("--dataset", type=Path, required=True, help="base dataset")
         q.add_argument("--out", type=Path, required=True, help="output (derived) dataset folder")
@@ -181,7 +192,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, found in (_detector_parts("evaluator") if command == "evaluate" else {}).items():
         if isinstance(found, HepnbError): _refusing_parser(dets, name, found); continue
         det, mod = found
-        q = dets.add_parser(name, help=f"evaluate {name} predictions")
+        q = dets.add_parser(name, help=f"evaluate predictions of detector {name}")
         q.add_argument("--dataset", type=Path, required=True, help="base dataset (with truth)")
         q.add_argument("predictions", type=Path, nargs="+", metavar="PREDICTIONS",
                        help="prediction datasets from `hepnb predict` (stage and implementation read from their manifests)")

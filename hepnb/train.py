@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_train.ipynb #c7f24f9a
 from __future__ import annotations
-import contextlib, copy, datetime as _dt, fnmatch, hashlib, io, logging, math, os, random, time, uuid, warnings
+import contextlib, copy, datetime as _dt, fnmatch, hashlib, io, logging, math, os, random, sys, time, uuid, warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -64,7 +64,8 @@ class TrainConfig:
     monitor: str = "val/loss"
     monitor_mode: str = "min"
     checkpoint_every: int = 0           # optimizer steps between last.pt writes (0: at epoch ends only)
-    log_every: int = 50                 # optimizer steps between train rows in metrics.parquet
+    log_every: int = 50                 # optimizer steps between train rows in metrics.parquet (and progress lines)
+    echo: bool = True                   # print a progress line every `log_every` steps and one per epoch (rank 0)
     deterministic: bool = False
     max_nonfinite: int = 10             # non-finite losses/gradients allowed in a row before stopping
     # Fine-tuning (see the section below). Maps are dicts in Python; the CLI gives them as comma-separated
@@ -781,9 +782,19 @@ class Trainer:
                     if p.requires_grad: e.mul_(d).add_(p.detach(), alpha=1 - d)   # a frozen one stays as loaded
                 for e, b in zip(self.ema.buffers(), self.module.buffers()): e.copy_(b)
         if self.step % cfg.log_every == 0:
-            self.log.log(self.step, self.epoch, "train", {**_means(self.sums["window"]), "lr": lr, "grad_norm": norm})
+            row = {**_means(self.sums["window"]), "lr": lr, "grad_norm": norm}
+            self.log.log(self.step, self.epoch, "train", row)
             self.sums["window"] = {}; self.log.flush()
+            self._echo(f"step {self.step}", row)
         if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0: self.save("last")
+
+    def _echo(self, head: str, values: dict) -> None:
+        "One progress line on stdout (above a terminal's progress bar): `head` then `name value` pairs, 4 digits."
+        if not self.config.echo or self.rank != 0: return
+        from tqdm.auto import tqdm
+        parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()]
+        tqdm.write(f"{head}: " + ", ".join(parts), file=sys.stdout)
+        sys.stdout.flush()
 
     def _train_epoch(self) -> None:
         "One (possibly resumed) epoch of training, then validation, logging and checkpoints."
@@ -828,6 +839,9 @@ class Trainer:
                                                       "skipped_batches": self.skipped})
         val = self.validate() if self.val_data is not None else {}
         self.log.log(self.step, self.epoch, "val", val)
+        self._echo(f"epoch {self.epoch} done", {**{f"train/{k}": v for k, v in tr.items()},
+                                               **{f"val/{k}": v for k, v in val.items()},
+                                               "events/s": ev / wall if wall > 0 else 0.0, "s": wall})
         self.last = {**{f"train/{k}": v for k, v in tr.items()}, **{f"val/{k}": v for k, v in val.items()}}
         improved = False
         if cfg.monitor in self.last:

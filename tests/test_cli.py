@@ -157,3 +157,12 @@ def test_predict_then_evaluate_through_the_registry(tmp_path, small_atar):
     assert "atar.pion_stop" in out and "±" in out
     p2 = run_cli("evaluate", "atar", "--dataset", small_atar.path, small_atar.path, cwd=tmp_path)
     assert p2.returncode == 2 and "expected a prediction dataset" in p2.stderr and len(p2.stderr.strip().splitlines()) == 1
+
+
+def test_physics_options_show_their_units():
+    "--help takes each option's unit from the comment beside its config field."
+    out = run_cli("simulate", "atar", "--help", check=0).stdout
+    flat = " ".join(out.split())
+    assert "--beam-momentum FLOAT MeV/c (default: 55.0)" in flat
+    assert "--time-resolution FLOAT ns (default: 0.2)" in flat
+    assert "physical: pienu_fraction=0.0001235" in flat and "{'" not in flat

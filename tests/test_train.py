@@ -69,6 +69,20 @@ def test_loss_decreases_and_beats_baseline(tmp_path):
     assert (thr.events_per_s > 0).all() and thr.data_wait_frac.between(0, 1).all()
 
 
+def test_progress_lines_every_log_every_steps(tmp_path, capsys):
+    "A line per `log_every` optimizer steps and one per epoch on stdout, with the logged values; none with echo off."
+    x, y = toy(96)
+    Trainer(mlp(), mse, data(x[:64], y[:64], 16), data(x[64:], y[64:], 32), cfg(epochs=2, log_every=2), tmp_path / "a").fit()
+    lines = capsys.readouterr().out.splitlines()
+    steps = [ln for ln in lines if ln.startswith("step ")]
+    assert [ln.split(":")[0] for ln in steps] == [f"step {s}" for s in (2, 4, 6, 8)]     # 4 steps per epoch
+    assert all("loss " in ln and "lr " in ln for ln in steps)
+    ends = [ln for ln in lines if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in ends] == ["epoch 0 done", "epoch 1 done"] and "val/loss" in ends[-1]
+    Trainer(mlp(), mse, data(x[:64], y[:64], 16), None, cfg(epochs=1, log_every=2, echo=False), tmp_path / "b").fit()
+    assert capsys.readouterr().out == ""
+
+
 def test_warmup_cosine_values(tmp_path):
     # warm-up 4, horizon 12: (s+1)/4, then ½(1 + cos(π (s-4)/8)), computed by hand
     want = {0: 0.25, 1: 0.5, 2: 0.75, 3: 1.0, 4: 1.0, 6: 0.8535533905932737, 8: 0.5, 10: 0.14644660940672624,
