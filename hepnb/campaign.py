@@ -5,20 +5,20 @@ job arrays, each run with its folder, manifest and HTML report, and a campaign i
 
 # %% ../nbs/08_campaign.ipynb #da2b10df
 from __future__ import annotations
-import collections, html, itertools, json, math, os, re, shlex, shutil, signal, socket, subprocess, sys, threading, time
+import collections, html, io, itertools, json, math, os, re, shlex, shutil, signal, socket, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from .core import HepnbError, atomic_write_text, sha256_file, yaml_problem
-from .report import check_parameters
+from .core import HepnbError, atomic_write_bytes, atomic_write_text, sha256_file, yaml_problem
+from .report import check_parameters, compare_table, format_value, html_table, write_plotly_js
 from .settings import load_settings, slurm_mem, slurm_minutes, slurm_name, slurm_time
 
 # %% auto #0
-__all__ = ['NAME_RX', 'FINAL', 'ACTIVE', 'Resources', 'Run', 'Campaign', 'read_json', 'substitute', 'load_campaign', 'write_json',
-           'read_manifest', 'update_manifest', 'record_metrics', 'execute_run', 'prepare', 'run_local', 'submit_slurm',
-           'reconcile_slurm', 'campaign_status', 'cancel_campaign', 'wait_slurm', 'run_campaign', 'run_search',
-           'build_index']
+__all__ = ['NAME_RX', 'FINAL', 'ACTIVE', 'SUMMARY', 'Resources', 'Run', 'Campaign', 'read_json', 'substitute', 'load_campaign',
+           'write_json', 'read_manifest', 'update_manifest', 'record_metrics', 'record_summary', 'execute_run',
+           'campaign_reports', 'prepare', 'run_local', 'submit_slurm', 'reconcile_slurm', 'campaign_status',
+           'cancel_campaign', 'wait_slurm', 'run_campaign', 'run_search', 'build_index']
 
 # %% ../nbs/08_campaign.ipynb #09b200e2
 NAME_RX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -169,12 +169,12 @@ def load_campaign(spec: str | os.PathLike, *, runs_dir: str | os.PathLike | None
                   reports_dir: str | os.PathLike | None = None) -> Campaign:
     "Read and validate a campaign spec; the campaign's folders default to `[paths] runs / reports` of settings.ini."
     import yaml
-    spec, base = Path(spec), None
+    spec, base, folder = Path(spec), None, None
     if spec.is_dir() and (spec / "campaign.json").is_file():     # a campaign folder: its spec, where it was written
-        state = read_json(spec / "campaign.json")
-        runs_dir, reports_dir = runs_dir or spec.resolve().parent, reports_dir or Path(state["reports"]).parent
-        orig = Path(state.get("spec", ""))
-        spec, base = (orig, None) if orig.is_file() else (spec / "campaign.yaml", orig.parent)
+        folder = spec.resolve()
+        state = read_json(folder / "campaign.json")
+        orig = folder / state.get("spec", "")                   # relative to the folder (absolute before 12/2026)
+        spec, base = (orig, None) if orig.is_file() else (folder / "campaign.yaml", orig.parent)
     if not spec.is_file(): raise _err("campaign spec not found (a YAML file, or a campaign folder holding campaign.yaml)", spec)
     text = spec.read_text()
     try: d = yaml.safe_load(text)
@@ -196,6 +196,9 @@ def load_campaign(spec: str | os.PathLike, *, runs_dir: str | os.PathLike | None
     max_parallel = _int_field(d, "max_parallel", f"{w}: ", 0)
     root = Path(runs_dir or s.path("runs")).resolve() / name
     reports = Path(reports_dir or s.path("reports")).resolve() / name
+    if folder is not None:        # the folder's runs stay in it, under whatever name it has now
+        root = Path(runs_dir).resolve() / name if runs_dir else folder
+        reports = Path(reports_dir).resolve() / name if reports_dir else campaign_reports(folder, state)
     stages_in = d["stages"]
     if not isinstance(stages_in, list) or not stages_in: raise _err("expected a non-empty list of stages", f"{w}: stages")
     runs, stages, names = [], {}, set()
@@ -256,6 +259,30 @@ def record_metrics(run_dir: str | os.PathLike | None = None, **metrics) -> dict:
     p = Path(run_dir) / "metrics.json"
     m = {**read_json(p, {}), **{k: float(v) for k, v in metrics.items()}}
     write_json(p, m); return m
+
+SUMMARY = "summary.parquet"
+
+def record_summary(run_dir: str | os.PathLike | None, table, *, headline: list[str] | None = None) -> Path | None:
+    """The run's evaluation table (rows stage, implementation, metric, value, error, better, unit; a polars DataFrame
+    or a list of dicts) as `run_dir/summary.parquet` with a `headline` column (metrics named in `headline`, all when
+    None); the campaign index shows the headline rows as its ML-vs-classical table, read from this file, and the
+    headline values also go to `metrics.json` as `stage.implementation.metric` (scans, searches). No-op without a
+    run folder."""
+    import polars as pl
+    if not run_dir: return None
+    df = table if isinstance(table, pl.DataFrame) else pl.DataFrame(table)
+    need = {"stage", "implementation", "metric", "value"}
+    if not need <= set(df.columns):
+        raise HepnbError(f"expected columns {sorted(need)}, found {df.columns}", where="record_summary")
+    df = df.with_columns(pl.col("metric").is_in(headline if headline is not None else df["metric"].unique().to_list())
+                         .alias("headline"))
+    path = Path(run_dir) / SUMMARY
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    atomic_write_bytes(path, buf.getvalue())
+    record_metrics(run_dir, **{f"{r['stage'].split('.')[-1]}.{r['implementation']}.{r['metric']}": r["value"]
+                               for r in df.filter(pl.col("headline")).iter_rows(named=True) if r["value"] is not None})
+    return path
 
 # %% ../nbs/08_campaign.ipynb #2b6eea3e
 def _partial_report(run_dir: Path) -> None:
@@ -318,14 +345,24 @@ def execute_run(run_dir: str | os.PathLike) -> dict:
     return m
 
 # %% ../nbs/08_campaign.ipynb #5cacb8ea
+def campaign_reports(root: str | os.PathLike, state: dict | None = None) -> Path:
+    """The reports folder of the campaign folder `root`: as recorded (relative to the folder) where the folder was
+    written; `root/reports` for a moved or copied folder, so that a copy never writes into the original's reports."""
+    root = Path(root).resolve()
+    state = read_json(root / "campaign.json", {}) if state is None else state
+    if not state.get("reports") or state.get("root") not in (None, str(root)): return root / "reports"
+    return (root / state["reports"]).resolve()
+
 def prepare(c: Campaign) -> list[Run]:
     "Create the campaign folder; return the runs to execute (not succeeded, or defined differently since)."
     c.root.mkdir(parents=True, exist_ok=True)
     state = read_json(c.root / "campaign.json", {}) or {}
     if state.get("name") not in (None, c.name): raise _err(f"the folder belongs to campaign {state.get('name')!r}", c.root)
     atomic_write_text(c.root / "campaign.yaml", c.spec_text)
-    state.update(name=c.name, executor=c.executor, spec=str(c.spec_path.resolve()), runs=[r.name for r in c.runs],
-                 stages={k: v["runs"] for k, v in c.stages.items()}, reports=str(c.reports))
+    # paths relative to the campaign folder, and where it was written: a moved or copied folder is told apart
+    state.update(name=c.name, executor=c.executor, spec=os.path.relpath(c.spec_path.resolve(), c.root),
+                 runs=[r.name for r in c.runs], stages={k: v["runs"] for k, v in c.stages.items()},
+                 reports=os.path.relpath(c.reports, c.root), root=str(c.root))
     state.setdefault("jobs", [])
     write_json(c.root / "campaign.json", state)
     todo = []
@@ -654,64 +691,127 @@ _STATUS_COLOUR = {"succeeded": "#2ca02c", "failed": "#d62728", "timeout": "#ff7f
                   "pending": "#17becf", "missing": "#bbbbbb"}
 
 def _fmt(v) -> str:
-    if isinstance(v, float): return f"{v:.4g}"
-    if isinstance(v, (dict, list)): return json.dumps(v)
-    return str(v)
+    "A parameter or metric value as HTML text."
+    if isinstance(v, (dict, list)): return html.escape(json.dumps(v))
+    return format_value(v) if v is not None else ""
+
+def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+def _duration(r: dict) -> str:
+    try: s = (datetime.fromisoformat(r["end"]) - datetime.fromisoformat(r["start"])).total_seconds()
+    except (TypeError, ValueError): return ""
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+def _headline(root: Path, rows: list[dict]) -> list[str]:
+    "The ML-vs-classical table of each run that wrote a summary (`record_summary`), headline rows only."
+    import polars as pl
+    out = []
+    for r in rows:
+        path = root / r["run"] / SUMMARY
+        if r["status"] != "succeeded" or not path.is_file(): continue
+        df = pl.read_parquet(path)
+        if "headline" in df.columns: df = df.filter(pl.col("headline"))
+        caption = r["stage"] if r["run"] == r["stage"] else f"{r['stage']}: {r['run']}"
+        out.append(compare_table(df, caption=caption))
+    return out
+
+def _scans(stage: str, srows: list[dict], params: dict, vary: list[str]) -> list:
+    """Figures of each metric against a numeric parameter, drawn only over runs that differ in that parameter
+    alone (one line per setting of the other varying parameters); a metric named after a parameter is left out."""
+    import plotly.graph_objects as go
+    figs = []
+    for k in vary:
+        if not all(_number(params[r["run"]].get(k)) for r in srows): continue
+        others = [o for o in vary if o != k]
+        groups = collections.defaultdict(list)
+        for r in srows:
+            if r["status"] == "succeeded": groups[tuple(_fmt(params[r["run"]].get(o)) for o in others)].append(r)
+        groups = {g: rs for g, rs in groups.items() if len({params[r["run"]][k] for r in rs}) == len(rs) >= 2}
+        metrics = sorted({m for rs in groups.values() for r in rs for m in r["metrics"]} - set(params[srows[0]["run"]]),
+                         key=str)
+        for m in metrics:
+            if m in vary or f"{m}s" in vary: continue
+            f = go.Figure()
+            for g, rs in groups.items():
+                rs = sorted((r for r in rs if m in r["metrics"]), key=lambda r: params[r["run"]][k])
+                f.add_scatter(x=[params[r["run"]][k] for r in rs], y=[r["metrics"][m] for r in rs], mode="markers+lines",
+                              text=[r["run"] for r in rs], name=", ".join(f"{o}={v}" for o, v in zip(others, g)) or stage)
+            xs = [params[r["run"]][k] for rs in groups.values() for r in rs]
+            f.update_layout(title=f"{stage}: {m} vs {k}", xaxis_title=k, yaxis_title=m, height=330, width=500,
+                            showlegend=len(groups) > 1, template="plotly_white",
+                            xaxis_type="log" if min(xs) > 0 and max(xs) / min(xs) >= 50 else None,
+                            margin=dict(l=60, r=20, t=45, b=45))
+            f.update_xaxes(exponentformat="power", showline=True, mirror=True)
+            f.update_yaxes(exponentformat="power", showline=True, mirror=True)
+            figs.append(f)
+    return figs
+
+def _run_table(stage: str, srows: list[dict], params: dict, vary: list[str], links: dict) -> str:
+    "The runs of a stage (status, the parameters that vary, duration, error); their metrics folded below."
+    e = html.escape
+    errors = any(r["error"] for r in srows)
+    head = ["run", "status", *vary, "duration"] + (["error"] if errors else [])
+    out = ["<table class='runs'><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"]
+    for r in srows:
+        err = r["error"] or ""
+        if r["cell"] is not None and err: err = f"cell {r['cell']}: {err}"
+        out.append(f"<tr><td>{links.get(r['run'], e(r['run']))}</td>"
+                   f"<td style='color:{_STATUS_COLOUR.get(r['status'], '#000')}'>{e(str(r['status']))}</td>"
+                   + "".join(f"<td class='num'>{_fmt(params[r['run']].get(k))}</td>" for k in vary)
+                   + f"<td class='num'>{_duration(r)}</td>" + (f"<td class='err'>{e(err[:300])}</td>" if errors else "")
+                   + "</tr>")
+    out.append("</table>")
+    metrics = sorted({k for r in srows for k in (r["metrics"] or {})})
+    if metrics:
+        # one column per run, one row per metric: long lists of metrics stay readable
+        import polars as pl
+        table = pl.DataFrame({"metric": metrics, **{r["run"]: [(r["metrics"] or {}).get(m) for m in metrics] for r in srows}},
+                             schema={"metric": pl.String, **{r["run"]: pl.Float64 for r in srows}})
+        out.append(f"<details><summary>metrics of the {len(srows)} run(s) of {e(stage)} ({len(metrics)})</summary>"
+                   + html_table(table, errors={}, max_height=600) + "</details>")
+    return "".join(out)
 
 def build_index(root: str | os.PathLike, reports: str | os.PathLike | None = None) -> Path:
-    "Write `reports/<campaign>/index.html` (and copies of the run reports); return its path."
-    import plotly.graph_objects as go
-    from plotly.offline import get_plotlyjs
-    root = Path(root)
+    """Write the campaign's `index.html` (default: its reports folder, see `campaign_reports`) with copies of the
+    run reports and one plotly.js beside them, all linked relatively; return its path."""
+    root = Path(root).resolve()
     rows = campaign_status(root)
     state = read_json(root / "campaign.json")
-    reports = Path(reports or state.get("reports") or root)
-    (reports / "runs").mkdir(parents=True, exist_ok=True)
-    params = {r["run"]: (read_json(root / r["run"] / "run.json") or {}).get("parameters", {}) for r in rows}
-    body, figs = [], []
+    reports = Path(reports) if reports else campaign_reports(root, state)
+    runs_out = reports / "runs"
+    runs_out.mkdir(parents=True, exist_ok=True)
+    js = write_plotly_js(runs_out)           # the run reports link it beside them; the index links runs/...
+    params = {r["run"]: {k: v for k, v in ((read_json(root / r["run"] / "run.json") or {}).get("parameters", {})).items()
+                         if k != "run_dir"} for r in rows}
     e = html.escape
+    links = {}
+    for r in rows:
+        src = root / r["run"] / "report.html"
+        if src.is_file():
+            shutil.copyfile(src, runs_out / f"{r['run']}.html")
+            links[r["run"]] = f'<a href="runs/{e(r["run"])}.html">{e(r["run"])}</a>'
+    body, figs = [], []
     for stage in dict.fromkeys(r["stage"] or "?" for r in rows):
         srows = [r for r in rows if (r["stage"] or "?") == stage]
-        keys = sorted({k for r in srows for k in params[r["run"]] if k != "run_dir"})
-        vary = [k for k in keys if len({_fmt(params[r["run"]].get(k)) for r in srows}) > 1] or []
-        metrics = sorted({k for r in srows for k in (r["metrics"] or {})})
-        body.append(f"<h2>stage {e(stage)}</h2><table><tr><th>run</th><th>status</th>"
-                    + "".join(f"<th>{e(k)}</th>" for k in vary) + "".join(f"<th>{e(k)}</th>" for k in metrics)
-                    + "<th>start</th><th>end</th><th>job</th><th>error</th></tr>")
-        for r in srows:
-            src = root / r["run"] / "report.html"
-            link = e(r["run"])
-            if src.is_file():
-                shutil.copyfile(src, reports / "runs" / f"{r['run']}.html")
-                link = f'<a href="runs/{e(r["run"])}.html">{e(r["run"])}</a>'
-            err = r["error"] or ""
-            if r["cell"] is not None: err = f"cell {r['cell']}: {err}"
-            body.append(f"<tr><td>{link}</td><td style='color:{_STATUS_COLOUR.get(r['status'], '#000')}'>{e(str(r['status']))}</td>"
-                        + "".join(f"<td>{e(_fmt(params[r['run']].get(k, '')))}</td>" for k in vary)
-                        + "".join(f"<td>{e(_fmt(r['metrics'].get(k, '')))}</td>" for k in metrics)
-                        + f"<td>{e(str(r['start'] or ''))}</td><td>{e(str(r['end'] or ''))}</td><td>{e(str(r['job_id'] or ''))}</td>"
-                        + f"<td class='err'>{e(err[:300])}</td></tr>")
-        body.append("</table>")
-        for k in vary:
-            for mname in metrics:
-                pts = [(params[r["run"]].get(k), r["metrics"][mname]) for r in srows if mname in (r["metrics"] or {})]
-                if len(pts) < 2: continue
-                xs = [p[0] for p in pts]
-                numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
-                f = go.Figure(go.Scatter(x=xs if numeric else [_fmt(x) for x in xs], y=[p[1] for p in pts], mode="markers",
-                                         marker=dict(size=9), text=[r["run"] for r in srows if mname in (r["metrics"] or {})]))
-                log = numeric and min(xs) > 0 and max(xs) / min(xs) >= 50
-                f.update_layout(title=f"{stage}: {mname} vs {k}", xaxis_title=k, yaxis_title=mname, height=320, width=480,
-                                xaxis_type="log" if log else None, margin=dict(l=50, r=20, t=40, b=40))
-                figs.append(f.to_html(full_html=False, include_plotlyjs=False))
+        keys = sorted({k for r in srows for k in params[r["run"]]})
+        vary = [k for k in keys if len({_fmt(params[r["run"]].get(k)) for r in srows}) > 1]
+        counts = collections.Counter(r["status"] for r in srows)
+        body.append(f"<h3>{e(stage)} <small>({', '.join(f'{n} {e(str(s))}' for s, n in counts.items())})</small></h3>"
+                    + _run_table(stage, srows, params, vary, links))
+        figs += _scans(stage, srows, params, vary)
+    headline = _headline(root, rows)
     counts = collections.Counter(r["status"] for r in rows)
+    scans = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>campaign {e(state['name'])}</title><style>body{{font-family:sans-serif;margin:2em}}"
-            "table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
-            ".err{max-width:40em;color:#a00}.figs{display:flex;flex-wrap:wrap}</style>"
-            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>campaign {e(state['name'])}</h1><p>executor {e(state.get('executor', ''))}; "
-            + ", ".join(f"{n} {e(str(s))}" for s, n in counts.items()) + f"; index written {_now()}</p>"
-            + "".join(body) + ("<h2>comparisons</h2><div class='figs'>" + "".join(figs) + "</div>" if figs else "")
-            + "</body></html>")
+            f"<title>campaign {e(state['name'])}</title><style>body{{font-family:Helvetica,Arial,sans-serif;margin:2em;max-width:1400px}}"
+            "table.runs{border-collapse:collapse;margin:0.3em 0}table.runs td,table.runs th{border-bottom:1px solid #ddd;"
+            "padding:3px 10px;font-size:13px;text-align:left}td.num{text-align:right}.err{max-width:40em;color:#a00}"
+            ".figs{display:flex;flex-wrap:wrap}details{margin:0.3em 0 1em}summary{cursor:pointer;color:#555}</style>"
+            f"<script src='runs/{e(js.name)}'></script></head><body>"
+            f"<h1>campaign {e(state['name'])}</h1><p>{len(rows)} runs: "
+            + ", ".join(f"{n} {e(str(s))}" for s, n in counts.items())
+            + f" ({e(state.get('executor', ''))} executor); index written {_now()}</p>"
+            + ("<h2>How it went</h2>" + "".join(headline) if headline else "")
+            + ("<h2>Scans</h2><div class='figs'>" + scans + "</div>" if figs else "")
+            + "<h2>Runs</h2>" + "".join(body) + "</body></html>")
     return atomic_write_text(reports / "index.html", page)

@@ -4,12 +4,14 @@
 
 # %% ../nbs/06_report.ipynb #0d36d8c2
 from __future__ import annotations
-import keyword, os, re, shutil, time
+import html, keyword, math, numbers, os, re, shutil, time
 from pathlib import Path
-from .core import HepnbError, atomic_write_text
+import numpy as np
+from .core import HepnbError, atomic_write_bytes, atomic_write_text
 
 # %% auto #0
-__all__ = ['export_html', 'check_parameters', 'NotebookError', 'run_notebook']
+__all__ = ['plotly_js_name', 'write_plotly_js', 'export_html', 'check_parameters', 'NotebookError', 'run_notebook',
+           'format_value', 'html_table', 'show_table', 'compare_table']
 
 # %% ../nbs/06_report.ipynb #3b0611ad
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?:)?(?://[^"]*)?"[^>]*>\s*</script>')
@@ -17,21 +19,44 @@ _EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?:)?(?://[^"]*)?"[^>]
 # Panel's loader lists scripts to fetch although their code is already inlined after it
 _LOADER_URLS = re.compile(r'(const js_urls = )\["https?://[^\]]*\]')
 
+def plotly_js_name() -> str:
+    "File name of the plotly.js bundle beside a report (versioned: two plotly versions never share a file)."
+    from plotly.offline import get_plotlyjs_version
+    return f"plotly-{get_plotlyjs_version()}.min.js"
+
+def write_plotly_js(folder: str | os.PathLike) -> Path:
+    "Put plotly.js into `folder` (once: an existing copy of the same size is kept); return its path."
+    from plotly.offline import get_plotlyjs
+    path = Path(folder) / plotly_js_name()
+    js = get_plotlyjs().encode()
+    if not (path.is_file() and path.stat().st_size == len(js)): atomic_write_bytes(path, js)
+    return path
+
+def _link_plotly_js(body: str, folder: Path) -> str:
+    "The page with its inlined plotly.js replaced by a relative link to one copy in `folder`."
+    from plotly.offline import get_plotlyjs
+    inlined = f"<script>{get_plotlyjs()}</script>"
+    if inlined not in body: return body
+    write_plotly_js(folder)
+    return body.replace(inlined, f'<script src="{plotly_js_name()}"></script>', 1).replace(inlined, "")
+
 def export_html(nb_path: str | os.PathLike, html_path: str | os.PathLike | None = None, *, show_code: bool = True) -> Path:
-    "Convert an executed notebook to a self-contained HTML file (atomic write)."
+    """Convert an executed notebook to an HTML page that renders offline (atomic write); plotly.js goes once into
+    the page's folder, linked relatively, so the page opens from the file system and from a copied folder."""
     import nbformat
     from nbconvert import HTMLExporter
     nb_path = Path(nb_path)
     html_path = Path(html_path) if html_path else nb_path.with_suffix(".html")
     nb = nbformat.read(nb_path, as_version=4)
     nb.metadata.pop("widgets", None)      # live widgets cannot run in a static page (see above)
-    # require.js and MathJax come from a CDN in nbconvert's template; reports need neither (plotly.js and
-    # BokehJS are embedded), so they are left out and the page makes no external request.
+    # require.js and MathJax come from a CDN in nbconvert's template; reports need neither (plotly.js is
+    # beside the page), so they are left out and the page makes no external request.
     exporter = HTMLExporter(template_name="lab", exclude_input=not show_code, exclude_input_prompt=not show_code,
                             exclude_output_prompt=True, require_js_url="", mathjax_url="")
     body, _ = exporter.from_notebook_node(nb)
     body = _EXTERNAL_SCRIPT.sub("", body)
     body = _LOADER_URLS.sub(r"\1[]", body)
+    body = _link_plotly_js(body, html_path.parent)
     atomic_write_text(html_path, body)
     return html_path
 
@@ -114,3 +139,123 @@ def run_notebook(template: str | os.PathLike, out_dir: str | os.PathLike, parame
         at = f"cell {cell['execution_count'] or cell['index']}" if cell else "the notebook"
         raise NotebookError(f"{at} {kind}: {ename}: {evalue} (partial report kept)", nb_out, kind, cell, ename, evalue)
     return export_html(nb_out, out_dir / html_name, show_code=show_code)
+
+# %% ../nbs/06_report.ipynb #c9f3f278
+def format_value(value, error=None, *, digits: int = 4) -> str:
+    """A number as HTML text: with an error, `value ± error` with the error to two significant digits and the
+    value to the same decimal place; without, `digits` significant digits (trailing zeros dropped); ×10^n
+    outside 10^-3 ... 10^5; integers as they are; None and NaN as an en dash."""
+    if value is None: return "–"
+    if isinstance(value, (bool, np.bool_)): return "yes" if value else "no"
+    if isinstance(value, numbers.Integral): return str(int(value)).replace("-", "−")
+    if not isinstance(value, numbers.Real): return html.escape(str(value))
+    v = float(value)
+    if math.isnan(v): return "–"
+    if math.isinf(v): return "∞" if v > 0 else "−∞"
+    e = float(error) if error is not None and math.isfinite(float(error)) and float(error) > 0 else None
+    scale = max(abs(v), e or 0.0)
+    exp = math.floor(math.log10(scale)) if scale and not 1e-3 <= scale < 1e5 else 0
+    v, e = v / 10**exp, (e / 10**exp if e else None)
+    if e is not None:
+        dec = max(0, 1 - math.floor(math.log10(e)))
+        text = f"{v:.{dec}f} ± {e:.{dec}f}"
+        text = f"({text})" if exp else text
+    elif v == 0 or (v.is_integer() and not exp):
+        text = f"{v:.0f}"
+    else:
+        dec = max(0, digits - 1 - math.floor(math.log10(abs(v))))
+        text = f"{v:.{dec}f}"
+        text = text.rstrip("0").rstrip(".") if "." in text else text
+    text += f"×10<sup>{exp}</sup>" if exp else ""
+    return text.replace("-", "−")
+
+_TABLE_STYLE = ("border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums;margin:0.3em 0")
+_CELL = "border-bottom:1px solid #ddd;padding:3px 10px;white-space:nowrap;"
+
+def _error_columns(columns: list[str], errors: dict | None) -> dict:
+    "Value column -> its error column: given, or found by name (`X` with `X_error` / `X_err`, `value` with `error`)."
+    if errors is not None: return dict(errors)
+    out = {c + s: c for c in columns for s in ("_error", "_err") if c + s in columns}
+    out = {v: k for k, v in out.items()}
+    if "value" in columns and "error" in columns: out["value"] = "error"
+    return out
+
+def html_table(df, *, units: dict | None = None, errors: dict | None = None, caption: str = "",
+               mark: dict | None = None, max_height: int = 0) -> str:
+    """An HTML table of a polars DataFrame (or a list of row dicts): `units` (column -> unit) in the headers,
+    `value ± error` where `errors` pairs a column with its error column (default: found by name, see
+    `_error_columns`), numbers through `format_value`, text escaped; every row, no dtype row, scrolls sideways when
+    wide (and down past `max_height` pixels, 0: never). `mark`: {(row, column): note}, cells shown bold and shaded
+    with the note as a tooltip."""
+    import polars as pl
+    if not isinstance(df, pl.DataFrame): df = pl.DataFrame(df)
+    units, mark = units or {}, mark or {}
+    pairs = _error_columns(df.columns, errors)
+    missing = sorted({c for kv in pairs.items() for c in kv} - set(df.columns))
+    if missing: raise HepnbError(f"expected columns {missing} for value ± error, found {df.columns}", where="html_table")
+    shown = [c for c in df.columns if c not in set(pairs.values())]
+    head = "".join(f"<th style='{_CELL}text-align:left'>{html.escape(c)}"
+                   + (f" [{html.escape(units[c])}]" if units.get(c) else "") + "</th>" for c in shown)
+    rows = df.rows(named=True)
+    body = []
+    for i, r in enumerate(rows):
+        cells = []
+        for c in shown:
+            text = format_value(r[c], r[pairs[c]] if c in pairs else None)
+            align = "left" if isinstance(r[c], str) else "right"
+            style = f"{_CELL}text-align:{align};"
+            note = mark.get((i, c))
+            if note is not None:
+                style += "font-weight:bold;background:#e6f4e6;"
+                text = f"<span title='{html.escape(note)}'>{text} ★</span>"
+            cells.append(f"<td style='{style}'>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cap = f"<caption style='caption-side:top;text-align:left;font-weight:bold'>{html.escape(caption)}</caption>" if caption else ""
+    scroll = f"overflow-x:auto;max-width:100%;{f'max-height:{max_height}px;overflow-y:auto;' if max_height else ''}"
+    return (f"<div style='{scroll}'><table style='{_TABLE_STYLE}'>{cap}<thead><tr>{head}</tr></thead><tbody>"
+            + "".join(body) + "</tbody></table></div>")
+
+def show_table(df, **kwargs) -> None:
+    "Display `html_table(df, **kwargs)` in the notebook (and so in its report)."
+    from IPython.display import HTML, display
+    display(HTML(html_table(df, **kwargs)))
+
+def _better(kind, values: dict) -> str | None:
+    "The implementation whose value is better (`kind`: lower, higher, or a target number); None on a tie or no rule."
+    vals = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+    if len(vals) < 2 or not kind: return None
+    try: key = {"lower": lambda k: vals[k], "higher": lambda k: -vals[k]}.get(kind) or (lambda k: abs(vals[k] - float(kind)))
+    except ValueError: return None
+    ranked = sorted(vals, key=key)
+    return None if key(ranked[0]) == key(ranked[1]) else ranked[0]
+
+def compare_table(summary, *, caption: str = "") -> str:
+    """HTML table with implementations side by side from a long summary table (columns stage, implementation,
+    metric, value; optional error, better, unit): one row per (stage, metric), an implementation per column (ML
+    first), the better value marked."""
+    import polars as pl
+    if not isinstance(summary, pl.DataFrame): summary = pl.DataFrame(summary)
+    need = {"stage", "implementation", "metric", "value"}
+    if not need <= set(summary.columns):
+        raise HepnbError(f"expected columns {sorted(need)}, found {summary.columns}", where="compare_table")
+    impls = sorted(dict.fromkeys(summary["implementation"].to_list()), key=lambda i: i != "ml")   # ML first
+    cells, meta = {}, {}
+    for r in summary.rows(named=True):
+        key = (r["stage"], r["metric"])
+        cells.setdefault(key, {})[r["implementation"]] = (r["value"], r.get("error"))
+        meta.setdefault(key, (r.get("better"), r.get("unit") or ""))
+    rows, mark = [], {}
+    for i, ((stage, metric), by_impl) in enumerate(cells.items()):
+        better, unit = meta[stage, metric]
+        row = {"stage": stage, "metric": metric, "unit": unit}
+        for impl in impls:
+            row[impl], row[f"{impl}_error"] = by_impl.get(impl, (None, None))
+        best = _better(better, {k: v for k, (v, _) in by_impl.items()})
+        if best is not None:
+            target = f" (closest to {better})" if better not in ("lower", "higher") else f" ({better} is better)"
+            mark[i, best] = f"better{target}"
+        rows.append(row)
+    schema = {"stage": pl.String, "metric": pl.String, "unit": pl.String,
+              **{c: pl.Float64 for i in impls for c in (i, f"{i}_error")}}
+    return html_table(pl.DataFrame(rows, schema=schema), caption=caption, mark=mark,
+                      errors={i: f"{i}_error" for i in impls})

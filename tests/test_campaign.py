@@ -2,6 +2,7 @@
 the index (escaped, offline in Chromium), the Optuna search mode, and the CLI."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,10 @@ if mode == "fail" and not Path(flag).exists(): raise ValueError(f"refused {label
 if mode == "sleep": time.sleep(seconds)
 if mode == "die": os.kill(os.getpid(), 9)
 record_metrics(run_dir, loss=(x - 3.0) ** 2, x=x)
+if mode == "eval":       # an evaluating run: its ML-vs-classical table, as the evaluate notebook writes it
+    from hepnb.campaign import record_summary
+    record_summary(run_dir, [{"stage": "toy.energy", "implementation": impl, "metric": "sigma68", "value": v, "error": 0.01,
+                              "better": "lower", "unit": "MeV"} for impl, v in (("ml", 0.5 * x), ("classical", 1.0))])
 '''
 
 
@@ -179,20 +184,43 @@ stages:
         C.run_campaign(spec, show=False)
 
 
-def test_index_renders_offline_in_chromium(env):
+def test_index_answers_how_it_went_and_relocates(env, tmp_path_factory):
+    "Headline tables read from the runs, scans only over the parameter that varies, pages light, folders relocatable."
     skip_without_chromium()
-    spec = write_spec(env, "campaign: plots\nstages: [{name: s, notebook: toy.ipynb, grid: {x: [1.0, 2.0, 5.0]}}]\n")
+    spec = write_spec(env, "campaign: plots\nstages: [{name: s, notebook: toy.ipynb, grid: {x: [1.0, 4.0], mode: [ok, eval]},"
+                           " run_name: 's-{mode}-{x}'}]\n")
     c = C.run_campaign(spec, show=False)
-    with offline_page(c.reports / "index.html") as (page, external, errors):
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2", timeout=30_000)
-        points = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.querySelectorAll('.scatterlayer .point').length)")
-        rows = page.locator("table tr").count()
-        page.click("text=s-001")                                  # the run's own report opens, offline too
-        page.wait_for_load_state()
+    state = json.loads((c.root / "campaign.json").read_text())
+    assert not os.path.isabs(state["reports"]) and not os.path.isabs(state["spec"])
+    index = c.reports / "index.html"
+    assert max(p.stat().st_size for p in c.reports.rglob("*.html")) < 1_500_000
+    copy = tmp_path_factory.mktemp("elsewhere") / "shared-plots"     # the reports folder, sent to a colleague
+    shutil.copytree(c.reports, copy)
+    with offline_page(copy / "index.html") as (page, external, errors):
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3", timeout=30_000)
+        titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)")
+        lines = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.querySelectorAll('.scatterlayer .trace').length)")
+        text = page.inner_text("body")
+        better = page.locator("td:has-text('★')").all_inner_texts()
+        page.click("a[href='runs/s-eval-4.0.html']")          # the run's own report opens from the copy, offline too
+        page.wait_for_url("**/runs/s-eval-4.0.html")
         run_page = page.url
     assert external == [] and errors == []
-    assert points and min(points) == 3 and rows == 4
-    assert run_page.endswith("runs/s-001.html")
+    assert text.index("How it went") < text.index("Scans") < text.index("Runs")
+    assert "sigma68" in text and "MeV" in text and "0.500 ± 0.010" in text and "1.000 ± 0.010" in text
+    assert better == ["0.500 ± 0.010 ★", "1.000 ± 0.010 ★"]      # x = 1: ML (0.5) better; x = 4: classical (1.0 < 2.0)
+    assert sorted(titles) == ["s: energy.classical.sigma68 vs x", "s: energy.ml.sigma68 vs x", "s: loss vs x"]
+    assert lines[titles.index("s: loss vs x")] == 2            # one line per mode: the runs differ only in x along it
+    assert not [r for r in ("VBox(", "shape: (", "{'", "vs mode") if r in text]
+    assert run_page.startswith(copy.as_uri()) and run_page.endswith("runs/s-eval-4.0.html")
+
+    # a copied campaign folder writes its own index, never into the original's reports
+    before = index.read_text()
+    moved = tmp_path_factory.mktemp("moved") / "plots-copy"
+    shutil.copytree(c.root, moved)
+    p = run_cli("campaign", "report", moved)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (moved / "reports" / "index.html").is_file() and index.read_text() == before
 
 
 def wait_for(cond, timeout=120, poll=0.5, what="condition"):
