@@ -11,6 +11,7 @@ DETECTOR = Detector(
     description="MEG II liquid-xenon photon calorimeter: 4092 MPPCs and 668 PMTs on six faces",
     schemas="hepnb.detectors.xec.schema",
     geometry="hepnb.detectors.xec.geometry",
+    simulation="hepnb.detectors.xec.sim",
 )
 
 # %% auto #0
