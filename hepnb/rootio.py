@@ -154,7 +154,8 @@ def _near_miss(names: set[str]) -> str | None:
     best = None
     for s in known_schemas().values():
         req = [c.name for c in s.columns if c.required]
-        missing = [n for n in req if n not in names]
+        derivable = {d[0] for d in s.derive if set(d[1]) <= names}
+        missing = [n for n in req if n not in names and n not in derivable]
         if missing and len(missing) <= len(req) / 2 and (best is None or len(missing) < len(best[1])):
             best = (s.name, missing)
     return f"closest schema {best[0]} lacks column(s) {best[1]}" if best else None
