@@ -158,8 +158,8 @@ def redraw(fig, traces: dict, layout: dict | None = None, clear_selection: bool 
         restyle, relayout, _ = fig._perform_plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=ks)
     if clear_selection:       # plotly.js keeps them in its own state: sent even when Python's copy holds no selection
         restyle = {**restyle, "selectedpoints": [None] * len(ks)}
-        relayout = {**relayout, "selections": []}
     if restyle or relayout: fig._send_update_msg(restyle, relayout, trace_indexes=ks)
+    if clear_selection: fig._send_update_msg({}, {"selections": []}, trace_indexes=ks)
 
 def static_html(fig, height: int | None = None) -> str:
     """A plotly figure as an HTML fragment drawn once the page has loaded, by the plotly.js the page already

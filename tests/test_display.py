@@ -349,15 +349,21 @@ def test_display_report_is_self_contained(report):
     text = html.read_text()
     assert not re.search(r'<(script|link)[^>]*(src|href)="https?://', text)
     assert "application/vnd.jupyter.widget-state+json" not in text       # no widget bundles
-    assert text.count("Plotly.newPlot") >= 8 and len(text) < 15_000_000
+    assert "VBox(" not in text and "hepnb-static-figure" in text          # the browser's static counterpart
+    assert text.count("Plotly.newPlot") >= 8
+    print(f"display report: {len(text) / 1e6:.2f} MB ({html.name}), folder {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB")
+    assert len(text) < 1_500_000
     doc = json.loads((out / "events.phoenix.json").read_text())
     assert len(doc) >= 1 and all("Hits" in e for e in doc.values())
 
 
 def test_display_report_renders_offline_in_chromium(report):
     html, _ = report
+    t0 = time.perf_counter()
     with offline_page(html) as (page, external, errors):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8", timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('.hepnb-static-figure .main-svg').length >= 1", timeout=30_000)
+        print(f"display report opened and drawn in {time.perf_counter() - t0:.1f} s in headless Chromium (with its start)")
         drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
             .map(d => d.querySelectorAll('.scatterlayer .trace .point').length)""")
         titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)")
@@ -375,11 +381,18 @@ def _free_port() -> int:
 
 
 LAB_NOTEBOOK_CELLS = [
-    "from hepnb.detectors.atar.sim import simulate_dataset\n"
+    "import os\n"
+    "from hepnb.detectors.atar.sim import simulate, simulate_dataset\n"
     "from hepnb.detectors.atar.display import EventBrowser\n"
-    "ds = simulate_dataset('events', 40, seed=5, overwrite=True)",
+    "ds = simulate_dataset('events', 40, seed=5, overwrite=True)\n"
+    "hits = int(os.environ.get('HEPNB_SWITCH_HITS', '0'))   # benchmarks/README: events merged to this many hits\n"
+    "if hits:\n"
+    "    from bench_display import merged_events\n"
+    "    ds = merged_events(simulate(400, seed=5), hits, 40)",
     "browser = EventBrowser(ds)\nbrowser",
 ]
+
+SWITCHES = 12           # timed event switches (click -> title of the next event drawn), recorded, not asserted
 
 
 # hits in the XZ/YZ figure: in the page's plotly data and as drawn SVG markers
@@ -390,6 +403,18 @@ HITS_DRAWN = """() => { const gd = document.querySelector('.js-plotly-plot');
     const svg = [...gd.querySelectorAll('.scatterlayer .trace')].filter(el => hit[index(el)])
         .reduce((s, el) => s + el.querySelectorAll('.point').length, 0);
     return {data, svg}; }"""
+
+
+# plotly dims unselected points to 0.2 of their opacity
+SELECTION_STATE = """() => { const gd = document.querySelector('.js-plotly-plot');
+    const dim = [...gd.querySelectorAll('.scatterlayer .trace .point')].filter(p => parseFloat(getComputedStyle(p).opacity) < 0.5);
+    return {boxes: (gd.layout.selections || []).length, dimmed: dim.length,
+            selecting: gd.data.filter(t => t.selectedpoints && t.selectedpoints.length !== undefined).length}; }"""
+
+
+WIDTHS = """() => { const gd = document.querySelector('.js-plotly-plot'), r = gd.getBoundingClientRect();
+    const t = gd.querySelector('.gtitle').getBoundingClientRect();
+    return {fig: r.width, cell: gd.closest('.jp-OutputArea-output').getBoundingClientRect().width, title_right: t.right - r.left}; }"""
 
 
 TITLE_STARTS = """(prefix) => { const t = document.querySelector('.js-plotly-plot .gtitle');
@@ -425,7 +450,8 @@ def test_event_browser_in_jupyterlab(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "display.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    path = [str(ROOT), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path).rstrip(os.pathsep),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     jupyter = Path(sys.executable).with_name("jupyter")
     log = open(tmp_path / "lab.log", "w")
@@ -469,9 +495,24 @@ def test_event_browser_in_jupyterlab(tmp_path):
             page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3, steps=6); page.mouse.up()
             page.wait_for_function("() => /\\d+ selected hits/.test(document.body.innerText)", timeout=20_000)
             n_selected = int(page.evaluate("() => document.body.innerText.match(/(\\d+) selected hits/)[1]"))
+            selection_before = page.evaluate(SELECTION_STATE)
             page.get_by_role("button", name="next ▶").click()
             page.wait_for_function(TITLE_STARTS, arg="event_id 1 ", timeout=20_000)
+            page.wait_for_timeout(300)
+            selection_after = page.evaluate(SELECTION_STATE)
             n_points_1 = page.evaluate(HITS_DRAWN)
+            widths = page.evaluate(WIDTHS)
+            switch_ms = []
+            for k in range(2, 2 + SWITCHES):
+                t0 = time.perf_counter()
+                page.get_by_role("button", name="next ▶").click()
+                page.wait_for_function(TITLE_STARTS, arg=f"event_id {k} ", timeout=20_000, polling="raf")
+                switch_ms.append((time.perf_counter() - t0) * 1e3)
+            print(f"end-to-end switch (click -> next event drawn) [ms]: median {np.median(switch_ms[2:]):.0f}, "
+                  f"all {[round(t) for t in switch_ms]}")
+            if os.environ.get("HEPNB_SWITCH_TIMES"):
+                Path(os.environ["HEPNB_SWITCH_TIMES"]).write_text(json.dumps({"hits": os.environ.get("HEPNB_SWITCH_HITS"),
+                                                                              "switch_ms": switch_ms}))
             n_3d = page.evaluate("() => document.querySelectorAll('.js-plotly-plot .gl-container canvas, .js-plotly-plot canvas').length")
             browser.close()
     finally:
@@ -480,6 +521,12 @@ def test_event_browser_in_jupyterlab(tmp_path):
         except subprocess.TimeoutExpired: lab.kill()
         log.close()
     from hepnb.detectors.atar.sim import simulate
+    if os.environ.get("HEPNB_SWITCH_HITS"): return                     # a timing run on merged events
+    # a jump clears the box and the dimming of the old event (the box was there before)
+    assert selection_before["boxes"] >= 1 and selection_before["selecting"] >= 1
+    assert (selection_after["boxes"], selection_after["dimmed"]) == (0, 0), selection_after
+    # the views fill the cell's width and the title fits
+    assert widths["fig"] >= 0.95 * widths["cell"] and widths["title_right"] <= widths["fig"]
     n_hits = [len(h) for h in simulate(40, seed=5).column("hits_z").to_pylist()[:2]]   # the notebook's first two events
     assert (n_points, n_points_1) == ({"data": n_hits[0], "svg": n_hits[0]}, {"data": n_hits[1], "svg": n_hits[1]})
     assert n_3d >= 1

@@ -41,7 +41,7 @@ class EventBrowser(Browser):
         impls = lambda stage: tuple(i for s, i in self.preds if s == stage)
         self.keys = trace_layout(impls("atar.pion_stop"), impls("atar.positron_angle"), impls("atar.endpoints"))
         self._build_figures()
-        self.selected, self._new_event = np.zeros(0, np.int64), True
+        self.selected, self._new_event, self._drawn = np.zeros(0, np.int64), False, False
         Browser.__init__(self, self.store.index, key_name="event_id")      # previous / next / # / event_id / status
         self.w_event_id = self.w_key
         self._sel_parts: dict = {}
@@ -129,7 +129,7 @@ class EventBrowser(Browser):
                          selected=self.selected)
         self.data, self._extent = fd, fd["extent"]
         self._write(fd, new_event=self._new_event)
-        self._new_event = False
+        self._new_event, self._drawn = False, True
         self._hit_table()
 
     def static_figure(self):
@@ -141,7 +141,8 @@ class EventBrowser(Browser):
     # ---- navigation (the rest is `hepnb.display.Browser`)
     def show(self, pos: int):
         "Show the event at position `pos` of the current selection of events (a new event starts unselected)."
-        self.selected, self._sel_parts, self._new_event = np.zeros(0, np.int64), {}, True
+        # a selection drawn in a view of the previous event goes (before the first event there is no view)
+        self.selected, self._sel_parts, self._new_event = np.zeros(0, np.int64), {}, self._drawn
         super().show(pos)
 
     def show_event_id(self, event_id: int):

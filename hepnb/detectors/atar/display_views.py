@@ -350,7 +350,10 @@ def _trace(key, d: dict):
     "A plotly trace for a trace key: its fixed style and the arrays `figure_data` computed (`d`)."
     import plotly.graph_objects as go
     S = go.Scatter3d if key[-1] == 3 else go.Scatter
-    return S(**_deep(trace_style(key), {k: v for k, v in d.items() if k != "index" and v is not None}))
+    style = trace_style(key)
+    if key[-1] != 3:      # selected hits get the linked highlight (gold rings in both views); plotly's dimming stays off
+        style = _deep(style, dict(unselected=dict(marker=dict(opacity=1))))
+    return S(**_deep(style, {k: v for k, v in d.items() if k != "index" and v is not None}))
 
 def _axes(fig, geometry: AtarGeometry, row=1):
     g = geometry
