@@ -5,14 +5,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LAB_PORT ?= 8888
 
-.PHONY: install demo test pytest nbtest check-sync lab bench clean
+.PHONY: install demo test pytest nbtest check-sync lab bench clean FORCE
 
-# One venv, the project editable, torch pinned to the CPU wheel by constraints.txt.
-$(VENV)/.installed: pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
-	@touch $@
+# One venv, the project editable, torch pinned to the CPU wheel by constraints.txt. Installed again only when
+# pyproject.toml or constraints.txt change in content (tools such as nbdev-export may touch their dates).
+DEPS_HASH = $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+$(VENV)/.installed: FORCE
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(DEPS_HASH)" ]; then \
+	  set -e; test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	  echo "installing hepnb into $(VENV) (a few minutes the first time)"; \
+	  $(BIN)/python -m pip install -q --upgrade pip; \
+	  $(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"; \
+	  echo "$(DEPS_HASH)" > $@; fi
+
+FORCE:
 
 install: $(VENV)/.installed
 
