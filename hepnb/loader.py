@@ -240,9 +240,22 @@ def _np_values(vals: pa.Array, name: str, where: str) -> np.ndarray:
     return vals.to_numpy(zero_copy_only=False)
 
 def _event_values(table: pa.Table, name: str, where: str, float_dtype) -> tuple[np.ndarray, np.ndarray]:
-    "(values, validity) of a scalar column: nulls are NaN / -1 / False and False in validity."
+    """(values, validity) of a per-event column: a scalar (values `[n]`) or a fixed-size list of numbers such as a
+    3-vector (values `[n, k]`); nulls are NaN / -1 / False and False in validity."""
     arr = table.column(name).combine_chunks()
     t = arr.type
+    if pa.types.is_fixed_size_list(t):
+        k, inner = t.list_size, t.value_type
+        if not (pa.types.is_floating(inner) or pa.types.is_integer(inner)):
+            raise HepnbError(f"expected a fixed-size list of numbers for an event column, found {t}", where=_cell(where, name))
+        valid = np.ones(len(arr), bool) if not arr.null_count else arr.is_valid().to_numpy(zero_copy_only=False)
+        flat = arr.fill_null([0] * k) if arr.null_count else arr
+        vals = pc.list_flatten(flat)
+        if vals.null_count: raise HepnbError(f"{vals.null_count} null entries inside vectors", where=_cell(where, name))
+        dt = float_dtype if pa.types.is_floating(inner) else np.int64
+        v = vals.to_numpy(zero_copy_only=False).astype(dt).reshape(len(arr), k)
+        if arr.null_count and dt is not np.int64: v[~valid] = np.nan
+        return v, valid
     valid = np.ones(len(arr), bool) if not arr.null_count else arr.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_floating(t): v = arr.to_numpy(zero_copy_only=False).astype(float_dtype)
     elif pa.types.is_boolean(t): v = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
@@ -446,7 +459,7 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
             else: np.take(b.dx, r, axis=0, out=out.dx[pos:pos + m])
             pos += m
     for c in b0.ev:
-        out.ev[c] = np.concatenate([b.ev[c] if r is None else b.ev[c].take(r) for b, r in pieces])
+        out.ev[c] = np.concatenate([b.ev[c] if r is None else b.ev[c].take(r, axis=0) for b, r in pieces])
         out.ok[c] = np.concatenate([b.ok[c] if r is None else b.ok[c].take(r) for b, r in pieces])
     return out
 
@@ -482,7 +495,8 @@ def _batch(blk: _Block, rows: np.ndarray, cfg: LoaderConfig) -> Batch:
         for c in cfg.group_columns: out.groups[c] = _t(_int64(blk.g[c].take(gidx)), tdt)
         if padded: out.group_mask = _t(gaux)
         else: out.group_offsets = _t(gaux)
-    for c in cfg.event_columns: out.events[c], out.valid[c] = _t(blk.ev[c].take(rows), tdt), _t(blk.ok[c].take(rows))
+    for c in cfg.event_columns:
+        out.events[c], out.valid[c] = _t(blk.ev[c].take(rows, axis=0), tdt), _t(blk.ok[c].take(rows))
     if blk.dx is not None: out.dense = _t(blk.dx.take(rows, axis=0), tdt)
     if blk.eoffs is not None:                          # edges are packed in both layouts
         _, eidx, eoffs = _index(blk.eoffs, rows, None, False)
@@ -533,6 +547,9 @@ def _check_type(ds: Dataset, sch: pa.Schema | None, name: str, role: str):
     elif role in ("hit", "group", "edge"):
         if not _is_list(t): raise HepnbError(f"a {role}-level column must be a list column (one entry per {role}), found {t}", where=where)
         if not _is_num(t.value_type): raise HepnbError(f"expected a list of numbers or booleans, found {t}", where=where)
+    elif pa.types.is_fixed_size_list(t):
+        if not (pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)):
+            raise HepnbError(f"an event column must be a scalar or a fixed-size list of numbers, found {t}", where=where)
     elif not _is_num(t):
         raise HepnbError(f"an event column must be a scalar number or boolean, found {t}", where=where)
     try: s = ds.schema
@@ -545,6 +562,7 @@ def _check_type(ds: Dataset, sch: pa.Schema | None, name: str, role: str):
         elif len(col.nesting) == 1: declared = "dense"          # one fixed-size list
         else: declared = "nested"
         wanted = {"hit": "list", "group": "list", "edge": "list"}.get(role, role)
+        if role == "event" and declared == "dense" and pa.types.is_fixed_size_list(t): wanted = "dense"   # a vector
         if declared != wanted:
             raise HepnbError(f"schema {s.name} says this column is level '{col.level}' ({declared}), used here as "
                              f"{role}-level", where=where)

@@ -77,3 +77,32 @@ def test_read_chunks_and_shuffle_buffer_are_bounded_in_bytes(dataset):
     assert stream.config.read_rows == stream.config.shuffle_buffer == 1000 // stream.event_bytes
     rows = sorted(int(i) for b in stream for i in (b.event_id.numpy() - 1) // 3)
     assert rows == list(range(300))
+
+
+VEC_SCHEMA = register_schema(Schema("toy.vectors", 1, (Column("event_id", "event", pa.int64()),
+                                    Column("npho", "channel", pa.float32()), Column("pos", "xyz", pa.float32())),
+                                    levels=(Level("channel", size=S), Level("xyz", size=3))))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_vector_event_columns(tmp_path, shuffle):
+    "A fixed-size list per event (a truth 3-vector) arrives as `events[name]` of shape [B, 3], rows kept together."
+    t, npho, _ = table(90)
+    pos = np.arange(90 * 3, dtype=np.float32).reshape(90, 3)
+    t = pa.table({"event_id": t.column("event_id"), "npho": t.column("npho"),
+                  "pos": pa.FixedSizeListArray.from_arrays(pa.array(pos.ravel()), 3)})
+    ds = write_dataset(tmp_path / "v", t, schema=VEC_SCHEMA, row_group_size=20)
+    cfg = LoaderConfig(dense_features=["npho"], event_columns=["pos"], batch_size=16, shuffle=shuffle, shuffle_buffer=30)
+    seen = []
+    for b in make_loader(ds, cfg):
+        row = (b.event_id.numpy() - 1) // 3
+        assert b.events["pos"].shape == (len(row), 3) and b.valid["pos"].all()
+        assert np.array_equal(b.events["pos"].numpy(), pos[row]) and np.array_equal(b.dense[..., 0].numpy(), npho[row])
+        seen += row.tolist()
+    assert sorted(seen) == list(range(90))
+    nulls = t.set_column(2, "pos", pa.array([None] + [[1.0, 2.0, 3.0]] * 89, pa.list_(pa.float32(), 3)))
+    b = collate(nulls, LoaderConfig(event_columns=["pos"]))
+    assert not b.valid["pos"][0] and b.valid["pos"][1:].all() and np.isnan(b.events["pos"][0].numpy()).all()
+    text = t.set_column(2, "pos", pa.array([["a", "b", "c"]] * 90, pa.list_(pa.string(), 3)))
+    with pytest.raises(HepnbError, match="fixed-size list of numbers"):
+        collate(text, LoaderConfig(event_columns=["pos"]))
