@@ -12,9 +12,9 @@ from ...dataset import Dataset, open_dataset
 from ... import metrics as M
 
 # %% auto #0
-__all__ = ['EVALUATORS', 'evaluate_group', 'pion_stop_error', 'positron_angle_error', 'misclassified', 'evaluate_pion_stop',
-           'evaluate_event', 'evaluate_hits', 'evaluate_positron_angle', 'evaluate_endpoints', 'evaluate_pattern',
-           'evaluate']
+__all__ = ['EVALUATORS', 'unit', 'evaluate_group', 'label_errors', 'hit_labels', 'pion_stop_error', 'positron_angle_error',
+           'misclassified', 'evaluate_pion_stop', 'evaluate_event', 'evaluate_hits', 'evaluate_positron_angle',
+           'endpoint_error', 'evaluate_endpoints', 'evaluate_pattern', 'evaluate']
 
 # %% ../../../nbs/atar/43_evaluate.ipynb #cf0454cc
 def _col(ds: Dataset, name: str) -> np.ndarray:
@@ -23,9 +23,15 @@ def _col(ds: Dataset, name: str) -> np.ndarray:
 def _flat(ds: Dataset, name: str) -> np.ndarray:
     return ds.read([name]).column(0).combine_chunks().flatten().to_numpy(zero_copy_only=False)
 
+def unit(metric: str) -> str:
+    "The unit of a metric of this evaluator: distances in mm, opening angles in rad, every other one a fraction or a count."
+    if "error3d" in metric or metric.startswith(("sigma68_", "bias_")): return "mm"
+    return "rad" if metric.startswith("angle_") else ""
+
 def _row(stage, impl, metric, value, error=None, better=None, n=None) -> dict:
     return {"stage": stage, "implementation": impl, "metric": metric, "value": float(value),
-            "error": None if error is None else float(error), "better": better, "n": None if n is None else int(n)}
+            "error": None if error is None else float(error), "better": better, "n": None if n is None else int(n),
+            "unit": unit(metric)}
 
 def evaluate_group(base: Dataset, pred: Dataset, impl: str) -> tuple[list[dict], dict]:
     "Exact match and per-label accuracy of group predictions."
