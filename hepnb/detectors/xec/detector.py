@@ -12,6 +12,7 @@ DETECTOR = Detector(
     schemas="hepnb.detectors.xec.schema",
     geometry="hepnb.detectors.xec.geometry",
     simulation="hepnb.detectors.xec.sim",
+    stages="hepnb.detectors.xec.stages",
 )
 
 # %% auto #0
