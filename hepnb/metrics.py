@@ -30,11 +30,13 @@ def _is_torch(x) -> bool:
 def _ns(lib: str) -> SimpleNamespace:
     "The handful of array functions the formulas use, for `numpy` or `torch`."
     if lib == "numpy":
-        return SimpleNamespace(lib="numpy", atan2=np.arctan2, where=np.where, isnan=np.isnan, broadcast_to=np.broadcast_to,
-                               stack=lambda xs: np.stack(xs, axis=-1), norm=lambda a: np.linalg.norm(a, axis=-1))
+        return SimpleNamespace(lib="numpy", atan2=np.arctan2, where=np.where, isnan=np.isnan,
+                               broadcast_to=np.broadcast_to, stack=lambda xs: np.stack(xs, axis=-1),
+                               norm=lambda a: np.linalg.norm(a, axis=-1))
     import torch
-    return SimpleNamespace(lib="torch", atan2=torch.atan2, where=torch.where, isnan=torch.isnan, broadcast_to=torch.broadcast_to,
-                           stack=lambda xs: torch.stack(xs, dim=-1), norm=lambda a: torch.linalg.vector_norm(a, dim=-1))
+    return SimpleNamespace(lib="torch", atan2=torch.atan2, where=torch.where, isnan=torch.isnan,
+                           broadcast_to=torch.broadcast_to, stack=lambda xs: torch.stack(xs, dim=-1),
+                           norm=lambda a: torch.linalg.vector_norm(a, dim=-1))
 
 def _common(*xs):
     "Namespace and arrays of one library: torch if any input is a tensor (others follow its device), else float NumPy."
@@ -153,7 +155,8 @@ class Profile(NamedTuple):
 
 def _edges(bins, x: np.ndarray, where: str) -> np.ndarray:
     if np.ndim(bins) == 0:
-        if int(bins) != bins or bins < 1: raise HepnbError(f"expected a positive number of bins, found {bins!r}", where=where)
+        if int(bins) != bins or bins < 1:
+            raise HepnbError(f"expected a positive number of bins, found {bins!r}", where=where)
         lo, hi = float(x.min()), float(x.max())
         if lo == hi: lo, hi = lo - 0.5, hi + 0.5
         return np.linspace(lo, hi, int(bins) + 1)
@@ -168,7 +171,8 @@ def resolution_profile(x_truth_var, residual, bins, *, stat: Callable[[np.ndarra
     x = _vec(x_truth_var, "resolution_profile(x_truth_var)")
     r = _vec(residual, "resolution_profile(residual)")
     _same_len("resolution_profile", x_truth_var=x, residual=r)
-    if min_count < 2: raise HepnbError(f"expected min_count >= 2, found {min_count}", where="resolution_profile(min_count)")
+    if min_count < 2:
+        raise HepnbError(f"expected min_count >= 2, found {min_count}", where="resolution_profile(min_count)")
     edges = _edges(bins, x, "resolution_profile(bins)")
     nb = len(edges) - 1
     idx = np.searchsorted(edges, x, side="right") - 1
@@ -184,7 +188,8 @@ def resolution_profile(x_truth_var, residual, bins, *, stat: Callable[[np.ndarra
 def _check_vec3(u, v, where: str):
     su, sv = tuple(u.shape), tuple(v.shape)
     if su != sv or not su or su[-1] != 3:
-        raise HepnbError(f"expected two arrays of 3-vectors of the same shape (..., 3), found {su} and {sv}", where=where)
+        raise HepnbError(f"expected two arrays of 3-vectors of the same shape (..., 3), found {su} and {sv}",
+                         where=where)
     if math.prod(su) == 0:
         raise HepnbError(f"expected at least one vector, found an empty array of shape {su}", where=where)
 
@@ -209,11 +214,13 @@ def _labelled(y, *preds, where: str) -> tuple[np.ndarray, list[np.ndarray]]:
     ps = [_vec(p, f"{where}(prediction {i})", allow_nan=True) for i, p in enumerate(preds)]
     _same_len(where, y=y, **{f"prediction_{i}": p for i, p in enumerate(ps)})
     keep = ~np.isnan(y)
-    if not keep.any(): raise HepnbError(f"expected at least one labelled value, found {len(y)} NaN labels", where=f"{where}(y)")
+    if not keep.any():
+        raise HepnbError(f"expected at least one labelled value, found {len(y)} NaN labels", where=f"{where}(y)")
     for i, p in enumerate(ps):
         bad = np.isnan(p) & keep
-        if bad.any(): raise HepnbError(f"expected finite predictions where the label is present, found NaN at {_first_bad(bad)}",
-                                       where=f"{where}(prediction {i})")
+        if bad.any():
+            raise HepnbError(f"expected finite predictions where the label is present, found NaN at {_first_bad(bad)}",
+                             where=f"{where}(prediction {i})")
     return y[keep], [p[keep] for p in ps]
 
 class Calibration(NamedTuple):
@@ -229,7 +236,8 @@ def quantile_coverage(y, q_lo, q_hi) -> float:
 
 def calibration_curve(y, quantile_preds: Mapping[float, object]) -> Calibration:
     "Observed fraction of labelled `y` at or below each predicted quantile, against its nominal level."
-    if not quantile_preds: raise HepnbError("expected a dict {level: predictions}, found an empty one", where="calibration_curve")
+    if not quantile_preds:
+        raise HepnbError("expected a dict {level: predictions}, found an empty one", where="calibration_curve")
     levels = sorted(quantile_preds)
     for q in levels: _level(q, "calibration_curve(level)")
     y, ps = _labelled(y, *(quantile_preds[q] for q in levels), where="calibration_curve")
@@ -240,10 +248,12 @@ def pinball_loss(pred, target, level):
     "Mean pinball (quantile) loss over non-NaN targets; differentiable on torch (0-d tensor), a float on NumPy."
     lvs = _np(level)
     if not np.all((lvs > 0) & (lvs < 1)):
-        raise HepnbError(f"expected levels strictly between 0 and 1, found {np.ravel(lvs)[:5].tolist()}", where="pinball_loss(level)")
+        raise HepnbError(f"expected levels strictly between 0 and 1, found {np.ravel(lvs)[:5].tolist()}",
+                         where="pinball_loss(level)")
     xp, (q, y, lv) = _common(pred, target, level)
     if math.prod(q.shape) == 0:
-        raise HepnbError(f"expected at least one prediction, found an empty array of shape {tuple(q.shape)}", where="pinball_loss(pred)")
+        raise HepnbError(f"expected at least one prediction, found an empty array of shape {tuple(q.shape)}",
+                         where="pinball_loss(pred)")
     try:
         shape = np.broadcast_shapes(tuple(q.shape), tuple(y.shape), tuple(lv.shape))
     except ValueError:
@@ -266,7 +276,9 @@ def roc_curve(scores, labels, weights=None) -> tuple[np.ndarray, np.ndarray, np.
     y = _labels01(labels, "roc_curve(labels)")
     w = np.ones_like(s) if weights is None else _vec(weights, "roc_curve(weights)")
     _same_len("roc_curve", scores=s, labels=y, weights=w)
-    if (w < 0).any(): raise HepnbError(f"expected non-negative weights, found negative ones at {_first_bad(w < 0)}", where="roc_curve(weights)")
+    if (w < 0).any():
+        raise HepnbError(f"expected non-negative weights, found negative ones at {_first_bad(w < 0)}",
+                         where="roc_curve(weights)")
     order = np.argsort(-s, kind="stable")
     s, y, w = s[order], y[order], w[order]
     tp, fp = np.cumsum(w * y), np.cumsum(w * (1 - y))
@@ -282,32 +294,37 @@ def auc(fpr, tpr) -> float:
     _same_len("auc", fpr=x, tpr=y)
     if len(x) < 2: raise HepnbError(f"expected at least 2 points, found {len(x)}", where="auc")
     dx = np.diff(x)
-    if (dx < 0).any() and (dx > 0).any(): raise HepnbError("expected fpr monotonic, found it going both ways", where="auc(fpr)")
+    if (dx < 0).any() and (dx > 0).any():
+        raise HepnbError("expected fpr monotonic, found it going both ways", where="auc(fpr)")
     return float(abs(np.sum(dx * (y[1:] + y[:-1]) / 2)))
 
 def accuracy(pred, true) -> float:
     "Fraction of correct predictions; `pred` labels (N,) or class scores (N, C) (argmax taken)."
     p = _np(pred)
     if p.ndim == 2:
-        if p.shape[1] == 0: raise HepnbError(f"expected class scores (N, C) with C >= 1, found shape {p.shape}", where="accuracy(pred)")
+        if p.shape[1] == 0:
+            raise HepnbError(f"expected class scores (N, C) with C >= 1, found shape {p.shape}", where="accuracy(pred)")
         p = p.argmax(axis=1)
     p, t = _vec(p, "accuracy(pred)"), _vec(true, "accuracy(true)")
     _same_len("accuracy", pred=p, true=t)
     for a, w in ((p, "pred"), (t, "true")):
         bad = a != np.round(a)
-        if bad.any(): raise HepnbError(f"expected class labels (integers; scores as (N, C)), found {a[bad][:3].tolist()} "
-                                       f"at {_first_bad(bad)}", where=f"accuracy({w})")
+        if bad.any():
+            raise HepnbError(f"expected class labels (integers; scores as (N, C)), found {a[bad][:3].tolist()} "
+                             f"at {_first_bad(bad)}", where=f"accuracy({w})")
     return float(np.mean(p == t))
 
 def exact_match(pred_multilabel, true_multilabel, *, threshold: float = 0.5) -> float:
     "Fraction of rows whose labels are all right; floating `pred` is thresholded (≥ `threshold`)."
     p, t = _np(pred_multilabel), _np(true_multilabel)
     if p.ndim != 2 or t.ndim != 2 or p.shape != t.shape or p.shape[0] == 0:
-        raise HepnbError(f"expected two non-empty (N, L) arrays of the same shape, found {tuple(p.shape)} and {tuple(t.shape)}",
-                         where="exact_match")
+        raise HepnbError("expected two non-empty (N, L) arrays of the same shape, "
+                         f"found {tuple(p.shape)} and {tuple(t.shape)}", where="exact_match")
     tt = _labels01(t.reshape(-1), "exact_match(true)").reshape(t.shape)
-    if np.issubdtype(p.dtype, np.floating): pp = (_vec(p.reshape(-1), "exact_match(pred)") >= threshold).reshape(p.shape)
-    else: pp = _labels01(p.reshape(-1), "exact_match(pred)").reshape(p.shape)
+    if np.issubdtype(p.dtype, np.floating):
+        pp = (_vec(p.reshape(-1), "exact_match(pred)") >= threshold).reshape(p.shape)
+    else:
+        pp = _labels01(p.reshape(-1), "exact_match(pred)").reshape(p.shape)
     return float(np.mean(np.all(pp == tt, axis=1)))
 
 # %% ../nbs/30_metrics.ipynb #c0db7096
@@ -336,7 +353,8 @@ def _cp_upper_numpy(k: int, n: int, cl: float) -> float:
 def clopper_pearson_upper(k: int, n: int, *, cl: float = 0.90) -> float:
     "One-sided Clopper–Pearson upper limit on a binomial probability from k successes in n trials."
     if int(k) != k or int(n) != n or not 0 <= k <= n or n < 1:
-        raise HepnbError(f"expected integers 0 <= k <= n with n >= 1, found k={k}, n={n}", where="clopper_pearson_upper")
+        raise HepnbError(f"expected integers 0 <= k <= n with n >= 1, found k={k}, n={n}",
+                         where="clopper_pearson_upper")
     k, n, cl = int(k), int(n), _level(cl, "clopper_pearson_upper(cl)")
     if k >= n: return 1.0
     if k == 0: return 1 - (1 - cl) ** (1 / n)
@@ -361,11 +379,12 @@ def misid_at_efficiency(scores, labels, *, efficiency: float = 0.95, cl: float =
     s, y = _vec(scores, "misid_at_efficiency(scores)"), _labels01(labels, "misid_at_efficiency(labels)")
     _same_len("misid_at_efficiency", scores=s, labels=y)
     eff = float(efficiency)
-    if not 0 < eff <= 1: raise HepnbError(f"expected 0 < efficiency <= 1, found {eff}", where="misid_at_efficiency(efficiency)")
+    if not 0 < eff <= 1:
+        raise HepnbError(f"expected 0 < efficiency <= 1, found {eff}", where="misid_at_efficiency(efficiency)")
     sig, bkg = s[y == 1], s[y == 0]
     if len(sig) == 0 or len(bkg) == 0:
-        raise HepnbError(f"expected both signal (1) and background (0) events, found {len(sig)} signal and {len(bkg)} background",
-                         where="misid_at_efficiency(labels)")
+        raise HepnbError(f"expected both signal (1) and background (0) events, found {len(sig)} signal and "
+                         f"{len(bkg)} background", where="misid_at_efficiency(labels)")
     k = min(len(sig), max(1, math.ceil(eff * len(sig) - 1e-9)))
     thr = float(np.sort(sig)[::-1][k - 1])
     n_pass = int(np.sum(bkg >= thr))
@@ -390,9 +409,11 @@ def summary_table(rows: Sequence[Mapping]) -> "pl.DataFrame":
     if not rows: raise HepnbError("expected at least one row, found none", where="summary_table")
     cols: dict[str, list] = {}
     for i, r in enumerate(rows):
-        if not isinstance(r, Mapping): raise HepnbError(f"expected dict rows, found {type(r).__name__}", where=f"summary_table row {i}")
+        if not isinstance(r, Mapping):
+            raise HepnbError(f"expected dict rows, found {type(r).__name__}", where=f"summary_table row {i}")
         for k in r:
-            if not isinstance(k, str): raise HepnbError(f"expected string keys, found {k!r}", where=f"summary_table row {i}")
+            if not isinstance(k, str):
+                raise HepnbError(f"expected string keys, found {k!r}", where=f"summary_table row {i}")
             cols.setdefault(k, [])
     for k, vals in cols.items():
         vals.extend(_scalar(r.get(k), f"summary_table row {i} [column {k}]") for i, r in enumerate(rows))
