@@ -29,7 +29,8 @@ def main():
     n = a.events
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; {n} events, best of {a.repeat}\n")
-    print("| preset | events/s (simulate_run) | light ms/event | rest ms/event | events/s (simulate_dataset, Parquet) |")
+    print("| preset | events/s (simulate_run) | light ms/event | rest ms/event "
+          "| events/s (simulate_dataset, Parquet) |")
     print("|---|---|---|---|---|")
     for preset in ("signal", "uniform15to60", "pileup"):
         cfg = S.SimConfig(**S.PRESETS[preset])

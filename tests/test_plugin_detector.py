@@ -104,6 +104,8 @@ def test_geometry_verb_writes_a_plugin_sensor_table_and_refuses_a_detector_witho
     assert [float(r["x"]) for r in rows] == list(range(16))
     assert cli("geometry", "toycal", "--out", tmp_path / "g.csv", cwd=tmp_path, check=2).stderr.count("\n") == 1
     err = cli("geometry", "atar", "--out", tmp_path / "a.csv", cwd=tmp_path, check=2).stderr
-    assert err == "hepnb: error: detector atar: this detector provides no geometry (no `geometry` part in its Detector)\n"
-    assert "invalid choice: 'nosuch'" in cli("geometry", "nosuch", "--out", tmp_path / "n.csv", cwd=tmp_path, check=2).stderr
+    assert err == ("hepnb: error: detector atar: this detector provides no geometry "
+                   "(no `geometry` part in its Detector)\n")
+    err = cli("geometry", "nosuch", "--out", tmp_path / "n.csv", cwd=tmp_path, check=2).stderr
+    assert "invalid choice: 'nosuch'" in err
     assert not (tmp_path / "a.csv").exists()

@@ -55,7 +55,8 @@ def test_grid_neighbours_lie_one_pitch_apart():
     g = G.sensors()
     pos = g["pos"]
     chord = lambda r, deg: 2 * r * np.sin(np.radians(deg) / 2)
-    pitch = {"inner": (chord(G.R_EFF, G.INNER_DPHI), G.INNER_DZ), "outer_coarse": (chord(G.R_OUT, G.OUTER_DPHI), G.OUTER_DZ),
+    pitch = {"inner": (chord(G.R_EFF, G.INNER_DPHI), G.INNER_DZ),
+             "outer_coarse": (chord(G.R_OUT, G.OUTER_DPHI), G.OUTER_DZ),
              "outer_patch": (chord(G.R_OUT, 3.49), 6.2)}
     for name, grid in G.grids().items():
         for axis in (0, 1):
@@ -68,7 +69,8 @@ def test_grid_neighbours_lie_one_pitch_apart():
                 r = np.hypot(pos[a[ok], 0], pos[a[ok], 1])
                 assert np.allclose(d, chord(r, G.OUTER_DPHI), rtol=1e-6)
     nb = G.grid_neighbours()
-    assert (nb[:4092] >= 0).sum(1).tolist().count(8) == 91 * 42 and (nb[G.FIRST_ID["top"]:G.FIRST_ID["patch"]] < 0).all()
+    assert (nb[:4092] >= 0).sum(1).tolist().count(8) == 91 * 42
+    assert (nb[G.FIRST_ID["top"]:G.FIRST_ID["patch"]] < 0).all()
     d = np.linalg.norm(pos[1000] - pos[nb[1000]], axis=1)
     assert np.allclose(np.sort(d)[:4], [1.51, 1.51, 1.5305, 1.5305], atol=2e-3) and d.max() < 2.2
 
@@ -103,8 +105,8 @@ def test_exact_solid_angles():
 def test_on_axis_light_collection_vs_depth():
     """Summed Ω/4π over all sensors for a point on the axis, against the fact sheet's 0.37 / 0.34 at w = 10 / 20 cm
     (±3 %). Shallower, the sheet's 0.46 / 0.43 / 0.41 (w = 1 / 3 / 5) are not reached (we find 0.433 / 0.409 / 0.393):
-    its MPPC share at w = 1 (0.31) exceeds what a plane with the MPPC coverage (4·0.59² cm² per 1.51 x 1.53 cm² cell)
-    can give from any height, 0.5 x 0.60 = 0.30, so the sheet's shallow values cannot hold for this layout; we check
+    its MPPC share at w = 1 (0.31) exceeds what a plane with the MPPC coverage (4·0.59² cm² per 1.51 x 1.53 cm²
+    cell) can give from any height, 0.5 x 0.60 = 0.30, so the sheet's shallow values cannot hold for this layout; we check
     that bound instead, and that the sum falls with depth."""
     w = np.array([1.0, 3, 5, 10, 20])
     om = G.solid_angles(G.uvw_to_xyz(np.stack([0 * w, 0 * w, w], 1)))

@@ -71,7 +71,8 @@ def test_missing_branch(tmp_path):
     data = layout(np.random.default_rng(2))
     del data["time"]
     src = write(tmp_path / "notime.root", data)
-    with pytest.raises(HepnbError, match=r"notime.root \[tree tree\]: missing column 'time' required by schema xec.events"):
+    msg = r"notime.root \[tree tree\]: missing column 'time' required by schema xec.events"
+    with pytest.raises(HepnbError, match=msg):
         ingest(src, tmp_path / "ds", schema="xec.events")
     with warnings.catch_warnings(record=True) as w:        # not detected: a generic dataset, and a hint naming it
         warnings.simplefilter("always")

@@ -31,7 +31,8 @@ def _derive_event_id(table: pa.Table) -> pa.Array:
 def _truth(name, level, unit, doc): return Column(name, level, f32, unit, doc, required=False)
 
 # %% ../../../nbs/xec/11_schema.ipynb #29e02f3a
-EVENTS = register_schema(Schema("xec.events", 1, levels=LEVELS, derive=(("event_id", ("run", "event"), _derive_event_id),),
+EVENTS = register_schema(Schema("xec.events", 1, levels=LEVELS,
+                                derive=(("event_id", ("run", "event"), _derive_event_id),),
                                 doc="MEG II XEC events in the xec-ml-wl layout (simulation or ingest)", columns=(
     Column("event_id", "event", i64, doc="event key: run · 2³² + event"),
     Column("run", "event", i32), Column("event", "event", i32),

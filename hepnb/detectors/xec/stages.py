@@ -146,7 +146,8 @@ def fit_position(npho: np.ndarray, half: int = 5, iterations: int = 12, w0: floa
     c, m, s = chi2(p)
     for _ in range(iterations):
         r = n - s[:, None] * m
-        jac = np.stack([(mppc_response(G.uvw_to_xyz(p + step * e), ids) - m) * s[:, None] / step for e in np.eye(3)], -1)
+        jac = np.stack([(mppc_response(G.uvw_to_xyz(p + step * e), ids) - m) * s[:, None] / step
+                        for e in np.eye(3)], -1)
         a = np.einsum("ekj,ek,eki->eji", jac, wt, jac)
         b = np.einsum("ekj,ek,ek->ej", jac, wt, r)
         a = a + lam[:, None, None] * np.eye(3) * np.maximum(np.diagonal(a, axis1=1, axis2=2)[:, None, :], 1e-30)
@@ -194,7 +195,7 @@ class LocalFit(StageImpl):
 # -- energy -----------------------------------------------------------------------------------------------------
 
 def acceptance(uvw: np.ndarray, alive: np.ndarray) -> np.ndarray:
-    "(E,) fraction of isotropic light from points uvw that reaches the live sensors (exact near, Fresnel; no scattering)."
+    "(E,) fraction of isotropic light from points uvw reaching the live sensors (exact near, Fresnel; no scattering)."
     from hepnb.detectors.xec.sim import SimConfig, light
     cfg = SimConfig(rayleigh_length=1e12)
     src = {"pos": G.uvw_to_xyz(uvw)[:, None], "energy": np.full((len(uvw), 1), 1 / cfg.photons_per_mev),
@@ -212,7 +213,7 @@ def photon_sum_energy(npho: np.ndarray, uvw: np.ndarray, cal: "Calibration") -> 
 # %% ../../../nbs/xec/40_stages.ipynb #088fd3d0
 @dataclass
 class PhotonSum(StageImpl):
-    "Photon sum over the live sensors, divided by the geometric acceptance at the reconstructed point; depth correction."
+    "Photon sum over the live sensors over their geometric acceptance at the reconstructed point; depth correction."
     calibration: str | None = None
     spec = ENERGY
     kind = "classical"
@@ -314,7 +315,8 @@ def calibrate(table: pa.Table, base: Calibration | None = None) -> Calibration:
     e_true = table.column("energyTruth").to_numpy().astype(float) * 1000
     raw = photon_sum_energy(npho, uvw, dataclasses.replace(cal, energy_correction=(1.0,)))
     cal = dataclasses.replace(cal, energy_correction=_robust_polyfit(uvw[:, 2], e_true / raw, 3))
-    t = fit_time(sensor_array(table, "nphe"), sensor_array(table, "time"), uvw, dataclasses.replace(cal, time_offset=0.0))
+    no_offset = dataclasses.replace(cal, time_offset=0.0)
+    t = fit_time(sensor_array(table, "nphe"), sensor_array(table, "time"), uvw, no_offset)
     offset = np.nanmedian(t - table.column("timeTruth").to_numpy().astype(float))
     return dataclasses.replace(cal, time_offset=float(offset))
 
