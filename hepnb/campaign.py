@@ -734,11 +734,13 @@ def _scans(stage: str, srows: list[dict], params: dict, vary: list[str]) -> list
             f = go.Figure()
             for g, rs in groups.items():
                 rs = sorted((r for r in rs if m in r["metrics"]), key=lambda r: params[r["run"]][k])
+                if len(rs) < 2: continue
                 f.add_scatter(x=[params[r["run"]][k] for r in rs], y=[r["metrics"][m] for r in rs], mode="markers+lines",
                               text=[r["run"] for r in rs], name=", ".join(f"{o}={v}" for o, v in zip(others, g)) or stage)
-            xs = [params[r["run"]][k] for rs in groups.values() for r in rs]
+            if not f.data: continue
+            xs = [x for t in f.data for x in t.x]
             f.update_layout(title=f"{stage}: {m} vs {k}", xaxis_title=k, yaxis_title=m, height=330, width=500,
-                            showlegend=len(groups) > 1, template="plotly_white",
+                            showlegend=len(f.data) > 1, template="plotly_white",
                             xaxis_type="log" if min(xs) > 0 and max(xs) / min(xs) >= 50 else None,
                             margin=dict(l=60, r=20, t=45, b=45))
             f.update_xaxes(exponentformat="power", showline=True, mirror=True)

@@ -202,10 +202,14 @@ def test_index_answers_how_it_went_and_relocates(env, tmp_path_factory):
         lines = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.querySelectorAll('.scatterlayer .trace').length)")
         text = page.inner_text("body")
         better = page.locator("td:has-text('★')").all_inner_texts()
+        shot = page.screenshot(full_page=True)               # kept for review by eye where TEST_SCREENSHOTS points
+        if os.environ.get("TEST_SCREENSHOTS"):
+            Path(os.environ["TEST_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+            (Path(os.environ["TEST_SCREENSHOTS"]) / "campaign-index.png").write_bytes(shot)
         page.click("a[href='runs/s-eval-4.0.html']")          # the run's own report opens from the copy, offline too
         page.wait_for_url("**/runs/s-eval-4.0.html")
         run_page = page.url
-    assert external == [] and errors == []
+    assert external == [] and errors == [] and len(shot) > 20_000
     assert text.index("How it went") < text.index("Scans") < text.index("Runs")
     assert "sigma68" in text and "MeV" in text and "0.500 ± 0.010" in text and "1.000 ± 0.010" in text
     assert better == ["0.500 ± 0.010 ★", "1.000 ± 0.010 ★"]      # x = 1: ML (0.5) better; x = 4: classical (1.0 < 2.0)
