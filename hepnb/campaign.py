@@ -274,14 +274,14 @@ def record_summary(run_dir: str | os.PathLike | None, table, *, headline: list[s
     need = {"stage", "implementation", "metric", "value"}
     if not need <= set(df.columns):
         raise HepnbError(f"expected columns {sorted(need)}, found {df.columns}", where="record_summary")
-    df = df.with_columns(pl.col("metric").is_in(headline if headline is not None else df["metric"].unique().to_list())
-                         .alias("headline"))
+    names = headline if headline is not None else df["metric"].unique().to_list()
+    df = df.with_columns(pl.col("metric").is_in(names).alias("headline"))
     path = Path(run_dir) / SUMMARY
     buf = io.BytesIO()
     df.write_parquet(buf)
     atomic_write_bytes(path, buf.getvalue())
-    record_metrics(run_dir, **{f"{r['stage'].split('.')[-1]}.{r['implementation']}.{r['metric']}": r["value"]
-                               for r in df.filter(pl.col("headline")).iter_rows(named=True) if r["value"] is not None})
+    heads = df.filter(pl.col("headline") & pl.col("value").is_not_null()).iter_rows(named=True)
+    record_metrics(run_dir, **{f"{r['stage'].split('.')[-1]}.{r['implementation']}.{r['metric']}": r["value"] for r in heads})
     return path
 
 # %% ../nbs/08_campaign.ipynb #2b6eea3e
@@ -727,16 +727,16 @@ def _scans(stage: str, srows: list[dict], params: dict, vary: list[str]) -> list
         for r in srows:
             if r["status"] == "succeeded": groups[tuple(_fmt(params[r["run"]].get(o)) for o in others)].append(r)
         groups = {g: rs for g, rs in groups.items() if len({params[r["run"]][k] for r in rs}) == len(rs) >= 2}
-        metrics = sorted({m for rs in groups.values() for r in rs for m in r["metrics"]} - set(params[srows[0]["run"]]),
-                         key=str)
+        metrics = sorted({m for rs in groups.values() for r in rs for m in r["metrics"]} - set(params[srows[0]["run"]]))
         for m in metrics:
             if m in vary or f"{m}s" in vary: continue
             f = go.Figure()
             for g, rs in groups.items():
                 rs = sorted((r for r in rs if m in r["metrics"]), key=lambda r: params[r["run"]][k])
                 if len(rs) < 2: continue
-                f.add_scatter(x=[params[r["run"]][k] for r in rs], y=[r["metrics"][m] for r in rs], mode="markers+lines",
-                              text=[r["run"] for r in rs], name=", ".join(f"{o}={v}" for o, v in zip(others, g)) or stage)
+                f.add_scatter(x=[params[r["run"]][k] for r in rs], y=[r["metrics"][m] for r in rs],
+                              mode="markers+lines", text=[r["run"] for r in rs],
+                              name=", ".join(f"{o}={v}" for o, v in zip(others, g)) or stage)
             if not f.data: continue
             xs = [x for t in f.data for x in t.x]
             f.update_layout(title=f"{stage}: {m} vs {k}", xaxis_title=k, yaxis_title=m, height=330, width=500,
@@ -760,15 +760,16 @@ def _run_table(stage: str, srows: list[dict], params: dict, vary: list[str], lin
         out.append(f"<tr><td>{links.get(r['run'], e(r['run']))}</td>"
                    f"<td style='color:{_STATUS_COLOUR.get(r['status'], '#000')}'>{e(str(r['status']))}</td>"
                    + "".join(f"<td class='num'>{_fmt(params[r['run']].get(k))}</td>" for k in vary)
-                   + f"<td class='num'>{_duration(r)}</td>" + (f"<td class='err'>{e(err[:300])}</td>" if errors else "")
+                   + f"<td class='num'>{_duration(r)}</td>"
+                   + (f"<td class='err'>{e(err[:300])}</td>" if errors else "")
                    + "</tr>")
     out.append("</table>")
     metrics = sorted({k for r in srows for k in (r["metrics"] or {})})
     if metrics:
         # one column per run, one row per metric: long lists of metrics stay readable
         import polars as pl
-        table = pl.DataFrame({"metric": metrics, **{r["run"]: [(r["metrics"] or {}).get(m) for m in metrics] for r in srows}},
-                             schema={"metric": pl.String, **{r["run"]: pl.Float64 for r in srows}})
+        columns = {r["run"]: [(r["metrics"] or {}).get(m) for m in metrics] for r in srows}
+        table = pl.DataFrame({"metric": metrics, **columns}, schema={"metric": pl.String, **{r["run"]: pl.Float64 for r in srows}})
         out.append(f"<details><summary>metrics of the {len(srows)} run(s) of {e(stage)} ({len(metrics)})</summary>"
                    + html_table(table, errors={}, max_height=600) + "</details>")
     return "".join(out)
@@ -783,8 +784,10 @@ def build_index(root: str | os.PathLike, reports: str | os.PathLike | None = Non
     runs_out = reports / "runs"
     runs_out.mkdir(parents=True, exist_ok=True)
     js = write_plotly_js(runs_out)           # the run reports link it beside them; the index links runs/...
-    params = {r["run"]: {k: v for k, v in ((read_json(root / r["run"] / "run.json") or {}).get("parameters", {})).items()
-                         if k != "run_dir"} for r in rows}
+    params = {}
+    for r in rows:
+        given = (read_json(root / r["run"] / "run.json") or {}).get("parameters", {})
+        params[r["run"]] = {k: v for k, v in given.items() if k != "run_dir"}
     e = html.escape
     links = {}
     for r in rows:
@@ -798,14 +801,15 @@ def build_index(root: str | os.PathLike, reports: str | os.PathLike | None = Non
         keys = sorted({k for r in srows for k in params[r["run"]]})
         vary = [k for k in keys if len({_fmt(params[r["run"]].get(k)) for r in srows}) > 1]
         counts = collections.Counter(r["status"] for r in srows)
-        body.append(f"<h3>{e(stage)} <small>({', '.join(f'{n} {e(str(s))}' for s, n in counts.items())})</small></h3>"
-                    + _run_table(stage, srows, params, vary, links))
+        tally = ", ".join(f"{n} {e(str(s))}" for s, n in counts.items())
+        body.append(f"<h3>{e(stage)} <small>({tally})</small></h3>" + _run_table(stage, srows, params, vary, links))
         figs += _scans(stage, srows, params, vary)
     headline = _headline(root, rows)
     counts = collections.Counter(r["status"] for r in rows)
     scans = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>campaign {e(state['name'])}</title><style>body{{font-family:Helvetica,Arial,sans-serif;margin:2em;max-width:1400px}}"
+            f"<title>campaign {e(state['name'])}</title>"
+            "<style>body{font-family:Helvetica,Arial,sans-serif;margin:2em;max-width:1400px}"
             "table.runs{border-collapse:collapse;margin:0.3em 0}table.runs td,table.runs th{border-bottom:1px solid #ddd;"
             "padding:3px 10px;font-size:13px;text-align:left}td.num{text-align:right}.err{max-width:40em;color:#a00}"
             ".figs{display:flex;flex-wrap:wrap}details{margin:0.3em 0 1em}summary{cursor:pointer;color:#555}</style>"

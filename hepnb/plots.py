@@ -17,8 +17,8 @@ __all__ = ['COLORS', 'use_report_style', 'log_axis', 'hist_ylabel', 'hist_trace'
 # %% ../nbs/07_plots.ipynb #877c335e
 COLORS = {"ml": "#d62728", "classical": "#1f77b4"}    # the same two colours in every comparison figure
 
-_AXIS = dict(minor=dict(ticks="outside", ticklen=3), showline=True, mirror=True, ticks="outside", linecolor="#444", gridcolor="#e8e8e8", zeroline=False,
-             exponentformat="power", automargin=True)
+_AXIS = dict(minor=dict(ticks="outside", ticklen=3), showline=True, mirror=True, ticks="outside", linecolor="#444",
+             gridcolor="#e8e8e8", zeroline=False, exponentformat="power", automargin=True)
 
 def use_report_style() -> None:
     "Make the `hepnb` template the default of every plotly figure, with a renderer for JupyterLab and HTML reports."
@@ -73,9 +73,11 @@ def hist_figure(data: dict, bins, *, title: str = "", xaxis: str = "", log_y: bo
     if np.isscalar(bins):
         allv = np.concatenate([a[np.isfinite(a)] for a in arrays.values()]) if arrays else np.zeros(0)
         bins = np.linspace(allv.min(), allv.max(), int(bins) + 1) if len(allv) else np.linspace(0, 1, 2)
-    fig = go.Figure([hist_trace(a, bins, name=name, color=(colors or {}).get(name), density=density, unit=_unit(xaxis))
+    colors = colors or {}
+    fig = go.Figure([hist_trace(a, bins, name=name, color=colors.get(name), density=density, unit=_unit(xaxis))
                      for name, a in arrays.items()])
-    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis or hist_ylabel(bins, xaxis, density), height=380)
+    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis or hist_ylabel(bins, xaxis, density),
+                      height=380)
     if log_y: log_axis(fig)
     return fig
 
@@ -98,8 +100,8 @@ def rate_traces(x, k, n, *, name: str, color: str | None = None, cl: float = 0.9
                       name=name, legendgroup=name, line=dict(color=color), **kwargs)]
     if zero.any():
         lim = [clopper_pearson_upper(0, int(m), cl=cl) for m in n[zero]]
-        out.append(go.Scatter(x=x[zero], y=lim, mode="markers", marker=dict(symbol="triangle-down", size=11, color=color),
-                              name=f"{name}: none counted, {cl:.0%} CL upper limit", legendgroup=name, **kwargs))
+        out.append(go.Scatter(x=x[zero], y=lim, mode="markers",
+                              marker=dict(symbol="triangle-down", size=11, color=color), name=f"{name}: none counted, {cl:.0%} CL upper limit", legendgroup=name, **kwargs))
     return out
 
 def misid_curve_traces(efficiency, misid, n_background: int, *, name: str, color: str | None = None,
@@ -109,10 +111,11 @@ def misid_curve_traces(efficiency, misid, n_background: int, *, name: str, color
     dashed line (`cl`, Clopper–Pearson for 0 of `n_background`)."""
     eff, mis = np.asarray(efficiency, float), np.asarray(misid, float)
     some = mis > 0
-    out = [go.Scatter(x=eff[some], y=mis[some], mode="lines", name=name, legendgroup=name, line=dict(color=color), **kwargs)]
+    out = [go.Scatter(x=eff[some], y=mis[some], mode="lines", name=name, legendgroup=name, line=dict(color=color),
+                      **kwargs)]
     if (~some).any() and n_background > 0:
         lim = clopper_pearson_upper(0, int(n_background), cl=cl)
         xs = [float(eff[~some].min()), float(eff[~some].max())]
-        out.append(go.Scatter(x=xs, y=[lim, lim], mode="lines", line=dict(color=color, dash="dash"), legendgroup=name,
-                              name=f"{name}: 0 of {n_background} passed, < {lim:.1e} ({cl:.0%} CL)", **kwargs))
+        out.append(go.Scatter(x=xs, y=[lim, lim], mode="lines", line=dict(color=color, dash="dash"),
+                              legendgroup=name, name=f"{name}: 0 of {n_background} passed, < {lim:.1e} ({cl:.0%} CL)", **kwargs))
     return out

@@ -192,7 +192,8 @@ def html_table(df, *, units: dict | None = None, errors: dict | None = None, cap
     units, mark = units or {}, mark or {}
     pairs = _error_columns(df.columns, errors)
     missing = sorted({c for kv in pairs.items() for c in kv} - set(df.columns))
-    if missing: raise HepnbError(f"expected columns {missing} for value ± error, found {df.columns}", where="html_table")
+    if missing:
+        raise HepnbError(f"expected columns {missing} for value ± error, found {df.columns}", where="html_table")
     shown = [c for c in df.columns if c not in set(pairs.values())]
     head = "".join(f"<th style='{_CELL}text-align:left'>{html.escape(c)}"
                    + (f" [{html.escape(units[c])}]" if units.get(c) else "") + "</th>" for c in shown)
@@ -210,7 +211,8 @@ def html_table(df, *, units: dict | None = None, errors: dict | None = None, cap
                 text = f"<span title='{html.escape(note)}'>{text} ★</span>"
             cells.append(f"<td style='{style}'>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    cap = f"<caption style='caption-side:top;text-align:left;font-weight:bold'>{html.escape(caption)}</caption>" if caption else ""
+    cap = ""
+    if caption: cap = f"<caption style='caption-side:top;text-align:left;font-weight:bold'>{html.escape(caption)}</caption>"
     scroll = f"overflow-x:auto;max-width:100%;{f'max-height:{max_height}px;overflow-y:auto;' if max_height else ''}"
     return (f"<div style='{scroll}'><table style='{_TABLE_STYLE}'>{cap}<thead><tr>{head}</tr></thead><tbody>"
             + "".join(body) + "</tbody></table></div>")
@@ -224,8 +226,12 @@ def _better(kind, values: dict) -> str | None:
     "The implementation whose value is better (`kind`: lower, higher, or a target number); None on a tie or no rule."
     vals = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
     if len(vals) < 2 or not kind: return None
-    try: key = {"lower": lambda k: vals[k], "higher": lambda k: -vals[k]}.get(kind) or (lambda k: abs(vals[k] - float(kind)))
-    except ValueError: return None
+    if kind == "lower": key = lambda k: vals[k]
+    elif kind == "higher": key = lambda k: -vals[k]
+    else:
+        try: target = float(kind)
+        except ValueError: return None
+        key = lambda k: abs(vals[k] - target)
     ranked = sorted(vals, key=key)
     return None if key(ranked[0]) == key(ranked[1]) else ranked[0]
 

@@ -26,8 +26,9 @@ if mode == "die": os.kill(os.getpid(), 9)
 record_metrics(run_dir, loss=(x - 3.0) ** 2, x=x)
 if mode == "eval":       # an evaluating run: its ML-vs-classical table, as the evaluate notebook writes it
     from hepnb.campaign import record_summary
-    record_summary(run_dir, [{"stage": "toy.energy", "implementation": impl, "metric": "sigma68", "value": v, "error": 0.01,
-                              "better": "lower", "unit": "MeV"} for impl, v in (("ml", 0.5 * x), ("classical", 1.0))])
+    record_summary(run_dir, [{"stage": "toy.energy", "implementation": impl, "metric": "sigma68", "value": v,
+                              "error": 0.01, "better": "lower", "unit": "MeV"}
+                             for impl, v in (("ml", 0.5 * x), ("classical", 1.0))])
 '''
 
 
@@ -185,10 +186,10 @@ stages:
 
 
 def test_index_answers_how_it_went_and_relocates(env, tmp_path_factory):
-    "Headline tables read from the runs, scans only over the parameter that varies, pages light, folders relocatable."
+    "Headline tables read from the runs, scans only along the parameter that varies, light pages, relocatable folders."
     skip_without_chromium()
-    spec = write_spec(env, "campaign: plots\nstages: [{name: s, notebook: toy.ipynb, grid: {x: [1.0, 4.0], mode: [ok, eval]},"
-                           " run_name: 's-{mode}-{x}'}]\n")
+    spec = write_spec(env, "campaign: plots\nstages: [{name: s, notebook: toy.ipynb, "
+                           "grid: {x: [1.0, 4.0], mode: [ok, eval]}, run_name: 's-{mode}-{x}'}]\n")
     c = C.run_campaign(spec, show=False)
     state = json.loads((c.root / "campaign.json").read_text())
     assert not os.path.isabs(state["reports"]) and not os.path.isabs(state["spec"])
@@ -199,7 +200,8 @@ def test_index_answers_how_it_went_and_relocates(env, tmp_path_factory):
     with offline_page(copy / "index.html") as (page, external, errors):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3", timeout=30_000)
         titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)")
-        lines = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.querySelectorAll('.scatterlayer .trace').length)")
+        lines = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+            .map(d => d.querySelectorAll('.scatterlayer .trace').length)""")
         text = page.inner_text("body")
         better = page.locator("td:has-text('★')").all_inner_texts()
         shot = page.screenshot(full_page=True)               # kept for review by eye where TEST_SCREENSHOTS points
@@ -212,9 +214,9 @@ def test_index_answers_how_it_went_and_relocates(env, tmp_path_factory):
     assert external == [] and errors == [] and len(shot) > 20_000
     assert text.index("How it went") < text.index("Scans") < text.index("Runs")
     assert "sigma68" in text and "MeV" in text and "0.500 ± 0.010" in text and "1.000 ± 0.010" in text
-    assert better == ["0.500 ± 0.010 ★", "1.000 ± 0.010 ★"]      # x = 1: ML (0.5) better; x = 4: classical (1.0 < 2.0)
+    assert better == ["0.500 ± 0.010 ★", "1.000 ± 0.010 ★"]    # x = 1: ML (0.5) better; x = 4: classical (1 < 2)
     assert sorted(titles) == ["s: energy.classical.sigma68 vs x", "s: energy.ml.sigma68 vs x", "s: loss vs x"]
-    assert lines[titles.index("s: loss vs x")] == 2            # one line per mode: the runs differ only in x along it
+    assert lines[titles.index("s: loss vs x")] == 2     # one line per mode: along a line the runs differ only in x
     assert not [r for r in ("VBox(", "shape: (", "{'", "vs mode") if r in text]
     assert run_page.startswith(copy.as_uri()) and run_page.endswith("runs/s-eval-4.0.html")
 

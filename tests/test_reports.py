@@ -37,7 +37,8 @@ def test_report_renders_offline_in_chromium_from_a_copied_folder(report, tmp_pat
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 10", timeout=30_000)
         # plots are not blank: every plotly figure drew data traces
         drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
-            .map(d => d.querySelectorAll('.scatterlayer .trace, .barlayer .trace, .heatmaplayer .hm, .scatterlayer .points path').length)""")
+            .map(d => d.querySelectorAll('.scatterlayer .trace, .barlayer .trace, .heatmaplayer .hm, .scatterlayer .points path')
+            .length)""")
         ticks = page.evaluate("() => [...document.querySelectorAll('.ytick text')].map(t => t.textContent)")
         text = page.inner_text("body")
     assert external == [] and errors == []
