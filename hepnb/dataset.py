@@ -45,7 +45,8 @@ class DatasetWriter:
                 raise HepnbError(f"expected a whole number >= 1, found {value!r}", where=f"{flag} ({key})")
         self.meta = dict(detector=detector, producer=producer or {}, seed=seed)
         self.base, self.rows_per_file, self.row_group_size = base, rows_per_file, row_group_size
-        self.row_group_bytes = row_group_bytes     # a row group holds at most row_group_size events and about this many bytes
+        # a row group holds at most row_group_size events and about this many bytes
+        self.row_group_bytes = row_group_bytes
         self.overwrite, self.compression, self.validate = overwrite, compression, validate
         self.tmp: Path | None = None
         self._output = None                 # the atomic_output context: lock, temporary folder, final rename
@@ -95,13 +96,15 @@ class DatasetWriter:
             u, c = np.unique(key.to_numpy(zero_copy_only=False), return_counts=True)
             if key.null_count or (c > 1).any():
                 raise HepnbError(f"event_id must be unique and non-null; found duplicates {u[c > 1][:3].tolist()} "
-                                 f"and {key.null_count} null(s)", where=f"data written to {self.path} [column event_id]")
+                                 f"and {key.null_count} null(s)",
+                                 where=f"data written to {self.path} [column event_id]")
         if table.schema != self._arrow_schema:
             try: table = table.cast(self._arrow_schema)
             except (pa.ArrowInvalid, ValueError) as e:
                 raise HepnbError(f"table does not match the dataset's columns: {e}", where=self.path) from None
             if self.validate and self.schema is not None:   # a narrowing cast (float64 -> float32) can overflow
-                validate_table(table, self.schema, where=f"data written to {self.path} (after conversion to the schema's types)")
+                validate_table(table, self.schema,
+                               where=f"data written to {self.path} (after conversion to the schema's types)")
         if self.validate and self._key_in(table):
             self._keys.append(table.column(self._key).to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
         group = self.row_group_size
@@ -112,7 +115,8 @@ class DatasetWriter:
             if self._writer is None: self._open_shard()
             n = min(self.rows_per_file - self._rows_in_file, table.num_rows - start)
             self._writer.write_table(table.slice(start, n), row_group_size=group)
-            self._rows_in_file += n; start += n
+            self._rows_in_file += n
+            start += n
             if self._rows_in_file >= self.rows_per_file: self._close_shard()
 
     def new_file(self) -> None:
@@ -126,8 +130,10 @@ class DatasetWriter:
         self._rows_in_file = 0
 
     def _close_shard(self):
-        self._writer.close(); self._writer = None
-        f = self.files[-1]; p = self.tmp / f["path"]
+        self._writer.close()
+        self._writer = None
+        f = self.files[-1]
+        p = self.tmp / f["path"]
         f.update(rows=self._rows_in_file, bytes=p.stat().st_size, sha256=sha256_file(p))
 
     def _key_in(self, table) -> bool:
@@ -138,13 +144,22 @@ class DatasetWriter:
         "Finish the last shard, write the manifest and move the dataset into place."
         if self._writer is not None: self._close_shard()
         if self._keys:   # the key is unique across everything written, not only within each table
-            k = np.sort(np.concatenate(self._keys)); dup = k[1:][k[1:] == k[:-1]]
-            if len(dup): raise HepnbError(f"duplicate {self._key} values across written tables, e.g. {np.unique(dup)[:3].tolist()}",
-                                          where=f"data written to {self.path} [column {self._key}]")
+            k = np.sort(np.concatenate(self._keys))
+            dup = k[1:][k[1:] == k[:-1]]
+            if len(dup):
+                raise HepnbError(f"duplicate {self._key} values across written tables, "
+                                 f"e.g. {np.unique(dup)[:3].tolist()}",
+                                 where=f"data written to {self.path} [column {self._key}]")
         if self._arrow_schema is None and self.schema is not None: self._arrow_schema = self.schema.arrow_schema()
+        if self.schema:
+            key = self.schema.key
+        elif self._arrow_schema is not None and "event_id" in self._arrow_schema.names:
+            key = "event_id"
+        else:
+            key = None
         m = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
              "schema": {"name": self.schema.name, "version": self.schema.version} if self.schema else None,
-             "key": self.schema.key if self.schema else ("event_id" if self._arrow_schema is not None and "event_id" in self._arrow_schema.names else None),
+             "key": key,
              **self.meta, "created": _now(), "host": platform.node(),
              "columns": [{"name": f.name, "type": _type_str(f.type)} for f in (self._arrow_schema or [])],
              "rows": sum(f["rows"] for f in self.files), "files": self.files}
@@ -168,13 +183,16 @@ def _load_manifest(path: Path) -> dict:
     if not path.is_dir(): raise HepnbError("expected a dataset folder with manifest.json", where=path)
     if not mp.is_file(): raise HepnbError("no manifest.json: not a hepnb dataset (or an unfinished write)", where=path)
     try: m = json.loads(mp.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise HepnbError(f"corrupt manifest: {e}", where=mp) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HepnbError(f"corrupt manifest: {e}", where=mp) from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise HepnbError(f"expected 'format': '{FORMAT}', found {m.get('format') if isinstance(m, dict) else type(m).__name__!r}", where=mp)
+        found = m.get("format") if isinstance(m, dict) else type(m).__name__
+        raise HepnbError(f"expected 'format': '{FORMAT}', found {found!r}", where=mp)
     if m.get("format_version") != FORMAT_VERSION:
         raise HepnbError(f"expected format_version {FORMAT_VERSION}, found {m.get('format_version')!r}", where=mp)
     files = m.get("files")
-    if not isinstance(files, list) or not all(isinstance(f, dict) and {"path", "rows", "sha256"} <= set(f) for f in files):
+    if not isinstance(files, list) or not all(isinstance(f, dict) and {"path", "rows", "sha256"} <= set(f)
+                                              for f in files):
         raise HepnbError("corrupt manifest: 'files' must list {path, rows, sha256} entries", where=mp)
     for f in files:
         if Path(f["path"]).is_absolute() or ".." in Path(f["path"]).parts:
@@ -252,10 +270,12 @@ class Dataset:
 def _parquet(p: Path) -> pq.ParquetFile:
     try: return pq.ParquetFile(p)
     except FileNotFoundError: raise HepnbError("shard listed in manifest.json is missing", where=p) from None
-    except (pa.ArrowInvalid, OSError) as e: raise HepnbError(f"not a readable Parquet file (truncated or corrupt?): {e}", where=p) from None
+    except (pa.ArrowInvalid, OSError) as e:
+        raise HepnbError(f"not a readable Parquet file (truncated or corrupt?): {e}", where=p) from None
 
 class RowCursor:
-    "Read consecutive rows of one Parquet file from row `start` on, `take(n)` rows at a time (memory: about `chunk` rows)."
+    """Read consecutive rows of one Parquet file from row `start` on, `take(n)` rows at a time (memory: about `chunk`
+    rows)."""
     def __init__(self, path, start: int = 0, columns: list[str] | None = None, chunk: int = 8192):
         pf = pq.ParquetFile(path)
         sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
@@ -271,8 +291,12 @@ class RowCursor:
             rb = next(self._it, None)
             if rb is None: return None
             if self._skip:
-                s = min(self._skip, rb.num_rows); rb = rb.slice(s); self._skip -= s
-            if rb.num_rows: self._buf.append(rb); self._n += rb.num_rows
+                s = min(self._skip, rb.num_rows)
+                rb = rb.slice(s)
+                self._skip -= s
+            if rb.num_rows:
+                self._buf.append(rb)
+                self._n += rb.num_rows
         t = pa.Table.from_batches(self._buf)
         rest = t.slice(n)
         self._buf, self._n = rest.to_batches(), rest.num_rows
@@ -295,7 +319,8 @@ def validate_dataset(path: str | os.PathLike, schema: str | None = None, batch_s
     ds = open_dataset(path, verify=True)
     sch = get_schema(schema) if schema else ds.schema
     if schema and ds.manifest.get("schema") and ds.manifest["schema"]["name"] != schema:
-        raise HepnbError(f"expected schema {schema}, manifest says {ds.manifest['schema']['name']}", where=ds.path / MANIFEST)
+        raise HepnbError(f"expected schema {schema}, manifest says {ds.manifest['schema']['name']}",
+                         where=ds.path / MANIFEST)
     keys = []
     key = ds.manifest.get("key")
     for p in ds.files:
@@ -304,8 +329,10 @@ def validate_dataset(path: str | os.PathLike, schema: str | None = None, batch_s
             if sch is not None: validate_table(t, sch, where=str(p), partial=ds.kind == "derived")
             if key and key in t.column_names: keys.append(t.column(key).to_numpy())
     if keys:
-        k = np.concatenate(keys); u, c = np.unique(k, return_counts=True)
-        if (c > 1).any(): raise HepnbError(f"duplicate {key} across shards, e.g. {u[c > 1][:3].tolist()}", where=ds.path)
+        k = np.concatenate(keys)
+        u, c = np.unique(k, return_counts=True)
+        if (c > 1).any():
+            raise HepnbError(f"duplicate {key} across shards, e.g. {u[c > 1][:3].tolist()}", where=ds.path)
     return ds
 
 # %% ../nbs/03_dataset.ipynb #e19203c7
