@@ -33,7 +33,8 @@ class StageSpec:
     def schema(self, key: str = "event_id") -> Schema:
         "The derived dataset's schema: the base dataset's key plus the outputs."
         import pyarrow as pa
-        return Schema(f"stage:{self.name}", 1, (Column(key, "event", pa.int64()), *self.outputs), key=key, levels=self.levels)
+        return Schema(f"stage:{self.name}", 1, (Column(key, "event", pa.int64()), *self.outputs), key=key,
+                      levels=self.levels)
 
 class StageImpl:
     "Base class of stage implementations: set `spec`, `kind`, `name`; implement `predict`."
@@ -60,11 +61,13 @@ def _upstream(spec: StageSpec, base: Dataset, upstream: dict, use_truth: bool, n
         if name not in upstream:
             if use_truth and name in spec.truth_inputs: continue
             raise HepnbError(f"stage {spec.name} needs the predictions of stage {name}; run it first and pass them "
-                             f"(upstream {name}=PATH), or opt in to truth inputs for a study (use_truth)", where=base.path)
+                             f"(upstream {name}=PATH), or opt in to truth inputs for a study (use_truth)",
+                             where=base.path)
         d = (upstream[name] if isinstance(upstream[name], Dataset) else open_dataset(upstream[name])).verify()
         stage = (d.manifest.get("producer") or {}).get("stage")
         if stage != name:
-            raise HepnbError(f"expected predictions of stage {name}, found a dataset produced by {stage or 'no stage'}", where=d.path)
+            raise HepnbError(f"expected predictions of stage {name}, found a dataset produced by {stage or 'no stage'}",
+                             where=d.path)
         b = d.manifest.get("base") or {}
         if b.get("manifest_sha256") != sha256_file(base.path / MANIFEST):
             raise HepnbError(f"predictions of {name} were made on another base dataset than {base.path}", where=d.path)
@@ -73,11 +76,13 @@ def _upstream(spec: StageSpec, base: Dataset, upstream: dict, use_truth: bool, n
         out[name] = d
     return out
 
-def _batches(spec, base: Dataset, ups: dict[str, Dataset], use_truth: bool, batch_size: int, needs=()) -> Iterator[tuple[int, pa.Table]]:
+def _batches(spec, base: Dataset, ups: dict[str, Dataset], use_truth: bool, batch_size: int,
+             needs=()) -> Iterator[tuple[int, pa.Table]]:
     """Yield (shard index, base inputs joined with upstream predictions) batch by batch; the upstream shards are
     read alongside, one batch at a time (never a whole shard), and must hold the same keys in the same order."""
     key = base.manifest.get("key") or "event_id"
-    truth_cols = {p: t for n, m in spec.truth_inputs.items() if n in needs and n not in ups and use_truth for p, t in m.items()}
+    truth_cols = {p: t for n, m in spec.truth_inputs.items() if n in needs and n not in ups and use_truth
+                  for p, t in m.items()}
     cols = sorted(set(spec.inputs) | {key} | set(truth_cols.values()))
     base._check_columns(cols)
     for i, path in enumerate(base.files):
@@ -95,8 +100,9 @@ def _batches(spec, base: Dataset, ups: dict[str, Dataset], use_truth: bool, batc
                 t = t.append_column(p, t.column(tc))
             yield i, t
 
-def run_stage(impl: StageImpl, base: Dataset | str | os.PathLike, out: str | os.PathLike, *, upstream: dict | None = None,
-              use_truth: bool = False, batch_size: int = 4096, overwrite: bool = False, show_progress: bool = False) -> Dataset:
+def run_stage(impl: StageImpl, base: Dataset | str | os.PathLike, out: str | os.PathLike, *,
+              upstream: dict | None = None, use_truth: bool = False, batch_size: int = 4096, overwrite: bool = False,
+              show_progress: bool = False) -> Dataset:
     "Run a stage implementation over `base` and write its predictions as a derived dataset aligned with it."
     from hepnb.core import progress
     base = (base if isinstance(base, Dataset) else open_dataset(base)).verify()
@@ -107,7 +113,8 @@ def run_stage(impl: StageImpl, base: Dataset | str | os.PathLike, out: str | os.
     producer = {"name": "hepnb.stage", "stage": spec.name, "implementation": impl.name or type(impl).__name__,
                 "kind": impl.kind, "parameters": impl.parameters(),
                 "checkpoint_sha256": sha256_file(ck) if ck else None,
-                "upstream": {n: {"path": str(d.path), "manifest_sha256": sha256_file(d.path / MANIFEST)} for n, d in ups.items()},
+                "upstream": {n: {"path": str(d.path), "manifest_sha256": sha256_file(d.path / MANIFEST)}
+                             for n, d in ups.items()},
                 "truth_inputs": sorted(n for n in needs if n not in ups) if use_truth else []}
     key = base.manifest.get("key") or "event_id"
     schema = spec.schema(key)
@@ -116,10 +123,13 @@ def run_stage(impl: StageImpl, base: Dataset | str | os.PathLike, out: str | os.
                        detector=base.manifest.get("detector", ""), rows_per_file=10**12) as w:
         shard = 0
         for i, t in _batches(spec, base, ups, use_truth, batch_size, needs):
-            if i != shard: w.new_file(); shard = i
+            if i != shard:
+                w.new_file()
+                shard = i
             pred = impl.predict(t)
             if pred.num_rows != t.num_rows:
-                raise HepnbError(f"{impl.name or type(impl).__name__} returned {pred.num_rows} rows for {t.num_rows} events")
+                raise HepnbError(f"{impl.name or type(impl).__name__} returned {pred.num_rows} rows "
+                                 f"for {t.num_rows} events")
             w.write(pa.table({key: t.column(key), **{c: pred.column(c) for c in pred.column_names}}))
             bar.update(t.num_rows)
     bar.close()
