@@ -138,7 +138,8 @@ def _leaf(arr: pa.ChunkedArray | pa.Array, depth: int):
 
 def _kind(t: pa.DataType) -> str:
     "int/float/bool/str, with one `list<` per nesting level: the comparison for foreign layouts."
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t): return f"list<{_kind(t.value_type)}>"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return f"list<{_kind(t.value_type)}>"
     for name, f in (("bool", pa.types.is_boolean), ("int", pa.types.is_integer), ("float", pa.types.is_floating),
                     ("str", lambda x: pa.types.is_string(x) or pa.types.is_large_string(x))):
         if f(t): return name
@@ -152,7 +153,8 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table", partia
     for c in schema.columns:
         if c.name not in names:
             if c.required and not partial:
-                raise HepnbError(f"missing column '{c.name}' required by schema {schema.name} v{schema.version}", where=where)
+                raise HepnbError(f"missing column '{c.name}' required by schema {schema.name} v{schema.version}",
+                                 where=where)
             continue
         col = table.column(c.name)
         want = c.arrow_type()
@@ -165,21 +167,24 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table", partia
             for level in range(depth + 1):
                 if a.null_count:
                     what = ("value(s)", "list entry(ies)", "inner list entry(ies)")[level]
-                    raise HepnbError(f"{a.null_count} null {what} in a column that allows none", where=f"{where} [column {c.name}]")
+                    raise HepnbError(f"{a.null_count} null {what} in a column that allows none",
+                                     where=f"{where} [column {c.name}]")
                 if level < depth: a = pc.list_flatten(a)
         if pa.types.is_floating(c.dtype):
             leaf = _leaf(col, depth)
             finite = pc.is_finite(leaf)
             bad = pc.sum(pc.invert(finite.fill_null(True))).as_py() or 0
             if bad:
-                raise HepnbError(f"{bad} NaN/Inf value(s); missing values must be nulls", where=f"{where} [column {c.name}]")
+                raise HepnbError(f"{bad} NaN/Inf value(s); missing values must be nulls",
+                                 where=f"{where} [column {c.name}]")
     _check_lengths(table, schema, where)
     for check in schema.checks: check(table, where)
     if schema.key in names:
         key = table.column(schema.key).to_numpy()
         u, counts = np.unique(key, return_counts=True)
         if (counts > 1).any():
-            raise HepnbError(f"duplicate {schema.key} values, e.g. {u[counts > 1][:3].tolist()}", where=f"{where} [column {schema.key}]")
+            raise HepnbError(f"duplicate {schema.key} values, e.g. {u[counts > 1][:3].tolist()}",
+                             where=f"{where} [column {schema.key}]")
 
 def _int_flags(table, col, want: pa.DataType, depth: int, key: str, where: str) -> bool:
     """Is `col` a true/false column stored as 0/1 integers (as ROOT files and other code bases often store them)?
@@ -216,10 +221,13 @@ def _check_lengths(table, schema, where):
         if lv.size is not None and not lv.parent and (n != lv.size).any():
             _row_error(table, schema, n, np.full_like(n, lv.size), f"{{n}} entries where level {c.level} has {lv.size}",
                        f"{where} [column {c.name}]")
-        if counted not in ref: ref[counted] = (c.name, n); continue
+        if counted not in ref:
+            ref[counted] = (c.name, n)
+            continue
         first, m = ref[counted]
         if not np.array_equal(n, m):
-            _row_error(table, schema, n, m, f"list length {{n}} differs from '{first}' length {{m}}", f"{where} [column {c.name}]")
+            _row_error(table, schema, n, m, f"list length {{n}} differs from '{first}' length {{m}}",
+                       f"{where} [column {c.name}]")
     for lv in schema.levels:
         if lv.pairs_of and lv.name in ref and lv.pairs_of in ref:      # G² pair entries for G entries
             (name, n), (first, g) = ref[lv.name], ref[lv.pairs_of]
