@@ -19,7 +19,8 @@ def mlp(d_in: int, d_hidden: int, d_out: int, n_layers: int = 2, dropout: float 
     "A plain MLP with GELU activations."
     layers, d = [], d_in
     for _ in range(n_layers - 1):
-        layers += [nn.Linear(d, d_hidden), nn.GELU(), nn.Dropout(dropout)]; d = d_hidden
+        layers += [nn.Linear(d, d_hidden), nn.GELU(), nn.Dropout(dropout)]
+        d = d_hidden
     layers.append(nn.Linear(d, d_out))
     return nn.Sequential(*layers)
 
@@ -80,7 +81,8 @@ def segment_pool(h: torch.Tensor, mask: torch.Tensor, seg: torch.Tensor, n_seg: 
     B, N, D = h.shape
     seg = torch.where(mask, seg.clamp(min=0, max=n_seg - 1), torch.zeros_like(seg))
     w = mask.to(h.dtype)
-    out = torch.zeros(B, n_seg, D, dtype=h.dtype, device=h.device).scatter_add_(1, seg[..., None].expand(B, N, D), h * w[..., None])
+    out = torch.zeros(B, n_seg, D, dtype=h.dtype, device=h.device)
+    out = out.scatter_add_(1, seg[..., None].expand(B, N, D), h * w[..., None])
     cnt = torch.zeros(B, n_seg, dtype=h.dtype, device=h.device).scatter_add_(1, seg, w)
     return out / cnt.clamp(min=1)[..., None]
 
@@ -96,7 +98,8 @@ def bucketed(fn, x: torch.Tensor, mask: torch.Tensor, *extra: torch.Tensor, chun
     outs, idx = [], []
     for part in torch.chunk(order, chunks):
         L = int(n[part].max().clamp(min=1))
-        outs.append(fn(x[part, :L], mask[part, :L], *[e[part, :L] for e in extra])); idx.append(part)
+        outs.append(fn(x[part, :L], mask[part, :L], *[e[part, :L] for e in extra]))
+        idx.append(part)
     shape = list(outs[0].shape[1:])
     for d in range(1, outs[0].dim()):
         if d in token_dims: shape[d - 1] = N
