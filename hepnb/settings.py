@@ -154,7 +154,8 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
         try: cp.read_string(Path(src).read_text(encoding="utf-8"), source=str(src))
         except FileNotFoundError: raise HepnbError("settings file not found", where=src) from None
         except UnicodeDecodeError as e:
-            raise HepnbError(f"expected UTF-8 text, found byte {e.object[e.start]:#04x} at offset {e.start}", where=src) from None
+            raise HepnbError(f"expected UTF-8 text, found byte {e.object[e.start]:#04x} at offset {e.start}",
+                             where=src) from None
         except configparser.Error as e: raise HepnbError(f"not a valid INI file: {e}", where=src) from None
         for section in cp.sections():
             if section not in SECTIONS:
