@@ -132,6 +132,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     for k, v in d.items():
         if k == "index": continue
         if isinstance(v, dict) and not k.startswith("error_"): out.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, np.ndarray): out[f"{prefix}{k}"] = np.ascontiguousarray(v)   # a binary buffer must be contiguous
         else: out[f"{prefix}{k}"] = v
     return out
 
@@ -148,7 +149,8 @@ def redraw(fig, traces: dict, layout: dict | None = None, clear_selection: bool 
     paths. The caller computed and checked the values, so plotly's per-property validation (which costs more
     than computing an event) is skipped; 1-D numeric arrays travel as binary typed arrays. A trace given
     without a path keeps its value (plotly.js would reset a property given as undefined).
-    `clear_selection`: also remove the box or lasso and the dimming of unselected points (a new event)."""
+    `clear_selection`: also remove the box or lasso (a new event). plotly.js re-applies the (now empty) box to the
+    new points, so a browser that wants no dimmed points after a jump styles `unselected` points as selected ones."""
     ks = [int(k) for k in traces]
     flat = [_flatten(traces[k]) for k in ks]
     paths = sorted(set().union(*flat)) if flat else []
@@ -158,8 +160,8 @@ def redraw(fig, traces: dict, layout: dict | None = None, clear_selection: bool 
         restyle, relayout, _ = fig._perform_plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=ks)
     if clear_selection:       # plotly.js keeps them in its own state: sent even when Python's copy holds no selection
         restyle = {**restyle, "selectedpoints": [None] * len(ks)}
+        relayout = {**relayout, "selections": []}
     if restyle or relayout: fig._send_update_msg(restyle, relayout, trace_indexes=ks)
-    if clear_selection: fig._send_update_msg({}, {"selections": []}, trace_indexes=ks)
 
 def static_html(fig, height: int | None = None) -> str:
     """A plotly figure as an HTML fragment drawn once the page has loaded, by the plotly.js the page already

@@ -30,14 +30,14 @@ def _split_color(value: str) -> tuple[str, str | None]:
 class EventBrowser(Browser):
     "Browse a dataset's events in JupyterLab: controls, XZ/YZ strip views and a 3-D view, truth and predictions."
     def __init__(self, dataset, predictions: dict | None = None, *, color_by: str = "particle", extent: str = "group",
-                 event_filter: EventFilter | None = None, height: int = 420):
+                 event_filter: EventFilter | None = None, height: int = 420, three_d: bool = True):
         import ipywidgets as W
         if isinstance(dataset, EventStore): self.store = dataset
         elif isinstance(dataset, pa.Table): self.store = EventStore(dataset)
         else: self.store = EventStore.from_dataset(dataset)
         self.preds = load_predictions(self.store, predictions)
         self.table = event_table(self.store, self.preds)
-        self.extent, self.height = extent, height
+        self.extent, self.height, self.three_d = extent, height, three_d
         impls = lambda stage: tuple(i for s, i in self.preds if s == stage)
         self.keys = trace_layout(impls("atar.pion_stop"), impls("atar.positron_angle"), impls("atar.endpoints"))
         self._build_figures()
@@ -67,15 +67,19 @@ class EventBrowser(Browser):
         self.w_hits = W.HTML()
         self.w_color.observe(lambda c: self._guard(self.set_color, c["new"]), "value")
         self.w_extent.observe(lambda c: self._guard(self.set_extent, c["new"]), "value")
+        # the 3-D view costs most of a switch in the browser (WebGL): it can be switched off while stepping through events
+        self.w_3d = W.Checkbox(value=three_d, description="3-D view", indent=False, layout=W.Layout(width="auto"))
+        self.w_3d.observe(lambda c: self._guard(self.set_three_d, c["new"]), "value")
         for w in (self.w_mode, self.w_pileup, self.w_time, self.w_stage):
             w.observe(lambda c: self._guard(self._filter_from_controls), "value")
         self.color_by = self.w_color.value
         self.filter = event_filter or EventFilter()
         self.nav.select(select_events(self.table, self.filter))
-        self.widget = W.VBox([W.HBox([self.w_prev, self.w_next, self.w_pos, self.w_event_id, self.w_color, self.w_extent]),
+        self._box3d = W.Box([self.fig3d], layout=W.Layout(flex="1 1 62%", min_width="0", display=None if three_d else "none"))
+        self.widget = W.VBox([W.HBox([self.w_prev, self.w_next, self.w_pos, self.w_event_id, self.w_color, self.w_extent,
+                                      self.w_3d]),
                               W.HBox([self.w_mode, self.w_pileup, self.w_time, self.w_stage]),
-                              self.w_status, self.fig2d,
-                              W.HBox([W.Box([self.fig3d], layout=W.Layout(flex="1 1 62%", min_width="0")), self.w_hits])])
+                              self.w_status, self.fig2d, W.HBox([self._box3d, self.w_hits])])
         self.w_hits.layout = W.Layout(flex="0 1 38%", overflow="auto")
         self.show(0)
 
@@ -117,8 +121,11 @@ class EventBrowser(Browser):
         "Write the arrays of `fd` into the existing traces: one batched update per figure (`hepnb.display.redraw`)."
         keys = [k for k in (keys or self.keys) if k in fd and k[0] != "outline"]      # the outline never changes
         for fig, three_d in ((self.fig2d, False), (self.fig3d, True)):
+            if three_d and not self.three_d: continue
             traces = {self._index[k]: fd[k] for k in keys if (k[-1] == 3) == three_d}
-            layout = {"title.text": fd["title"]} if "title" in fd and not three_d else {}
+            title = fd.get("title")
+            if title and three_d: title = f"3-D · {title.split(' · ')[0]} · strips as segments, detector outline"
+            layout = {"title.text": title} if title else {}
             redraw(fig, traces, layout, clear_selection=new_event and not three_d)
 
     def render(self):
@@ -156,6 +163,13 @@ class EventBrowser(Browser):
         except HepnbError: self.color_by = old; raise
         self._sync_controls()
 
+    def set_three_d(self, on: bool):
+        "Show (and update) the 3-D view, or hide it: switching events then redraws the 2-D views only."
+        self.three_d = bool(on)
+        self._box3d.layout.display = None if self.three_d else "none"
+        if self.three_d and self.row is not None: self.render()
+        self._sync_controls()
+
     def set_extent(self, extent: str):
         "How the 3-D view draws strips: `group` or `full` (see `strip_extent`)."
         self.extent = extent; self.render(); self._sync_controls()
@@ -182,6 +196,7 @@ class EventBrowser(Browser):
         "The ATAR controls: colouring, 3-D extent and the filters, as shown."
         self.w_color.value = self.color_by
         self.w_extent.value = self.extent
+        self.w_3d.value = self.three_d
         f = self.filter
         self.w_mode.value = -1 if f.decay_mode is None else f.decay_mode
         self.w_pileup.value = f.pileup

@@ -3,7 +3,7 @@ per sensor, with the true and predicted energies in the title; worst-first by th
 import numpy as np
 import polars as pl
 from hepnb.dataset import Dataset, open_dataset
-from hepnb.display import Browser, KeyIndex, select_rows
+from hepnb.display import Browser, KeyIndex, redraw, select_rows
 
 
 class EventBrowser(Browser):
@@ -16,16 +16,15 @@ class EventBrowser(Browser):
         self.energy = t.column("energy").to_numpy()
         cols = {"row": np.arange(t.num_rows), "energy": self.energy}
         self.pred = {}
+        index = KeyIndex(t.column("event_id").to_numpy(), where=str(ds.path))
         for impl, path in (predictions or {}).items():       # {implementation: prediction dataset of toycal.energy}
             p = (path if isinstance(path, Dataset) else open_dataset(path)).read(["event_id", "pred_energy"])
-            index = KeyIndex(t.column("event_id").to_numpy())
-            rows = index.rows(p.column("event_id").to_numpy())
+            rows = index.align(p.column("event_id").to_numpy(), where=str(path))      # one prediction per event
             self.pred[impl] = np.full(t.num_rows, np.nan)
             self.pred[impl][rows] = p.column("pred_energy").to_numpy()
             cols[f"rel_error:{impl}"] = np.abs(self.pred[impl] / self.energy - 1)   # the evaluator's per-event quantity
         self.table = pl.DataFrame(cols)
-        super().__init__(KeyIndex(t.column("event_id").to_numpy(), where=str(ds.path)),
-                         rows=select_rows(self.table, order_by=order_by))
+        super().__init__(index, rows=select_rows(self.table, order_by=order_by))
         self.fig = go.FigureWidget(go.Figure(go.Bar(x=np.arange(self.npho.shape[1]), y=np.zeros(self.npho.shape[1]))))
         self.fig.update_layout(xaxis_title="sensor", yaxis_title="photons", height=300)
         self.widget = W.VBox([W.HBox([self.w_prev, self.w_next, self.w_pos, self.w_key]), self.w_status, self.fig])
@@ -34,6 +33,8 @@ class EventBrowser(Browser):
     def render(self):
         row = self.row
         parts = [f"E = {self.energy[row]:.2f} GeV"] + [f"{k}: {v[row]:.2f}" for k, v in self.pred.items()]
-        with self.fig.batch_update():
-            self.fig.data[0].y = self.npho[row]
-            self.fig.layout.title.text = f"event {int(self.index.keys[row])}: " + ", ".join(parts)
+        redraw(self.fig, {0: {"y": self.npho[row]}}, {"title.text": f"event {int(self.index.keys[row])}: " + ", ".join(parts)})
+
+    def static_figure(self):
+        import plotly.graph_objects as go
+        return go.Figure(self.fig)              # what an exported page shows
