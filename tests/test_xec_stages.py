@@ -78,3 +78,14 @@ def test_calibration_fit_and_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"energy_scale": 1}')
     with pytest.raises(HepnbError, match=r"bad.json: unknown calibration key\(s\) \['energy_scale'\]"):
         X.Calibration.load(tmp_path / "bad.json")
+
+
+def test_pileup_events_keep_a_time():
+    "A second γ tens of ns away must not leave the time fit without channels (its first pass is a weighted median)."
+    t = S.simulate_run(77, 1, 120, S.SimConfig(**S.PRESETS["pileup"]))
+    b = t.append_column("pred_uvw", X.LocalFit().predict(t).column("pred_uvw"))
+    out = X.WeightedTime().predict(b).column("pred_time")
+    assert out.null_count == 0
+    dt = out.to_numpy() - t.column("timeTruth").to_numpy()
+    alone = t.column("pileupEnergyTruth").to_numpy() == 0
+    assert s68(dt[alone]) < 0.1
