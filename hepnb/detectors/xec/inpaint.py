@@ -19,7 +19,7 @@ from .schema import INVALID, LEVELS
 
 # %% auto #0
 __all__ = ['INPAINT', 'CLASSICAL', 'sensor_matrix', 'neighbour_table', 'dead', 'neighbour_mean', 'solid_angle_weighted',
-           'NeighbourMean', 'SolidAngleWeighted', 'MLInpaint', 'kill_channels', 'evaluate_inpaint']
+           'NeighbourMean', 'SolidAngleWeighted', 'MLInpaint', 'kill_channels', 'apply_inpainting', 'evaluate_inpaint']
 
 # %% ../../../nbs/xec/44_inpaint.ipynb #16d7207d
 INPAINT = StageSpec("xec.inpaint", inputs=("npho", "time"), upstream=("xec.position",), levels=LEVELS,
@@ -170,6 +170,22 @@ def kill_channels(ds: Dataset | str | os.PathLike, out: str | os.PathLike, fract
                     a = np.where(kill, INVALID, sensor_matrix(t, name))
                     t = t.set_column(t.column_names.index(name), name, _fixed(a))
             w.write(t)
+    return open_dataset(out)
+
+def apply_inpainting(ds: Dataset | str | os.PathLike, pred: Dataset | str | os.PathLike, out: str | os.PathLike, *,
+                     overwrite: bool = False) -> Dataset:
+    "A copy of `ds` whose npho is the inpainting stage's `npho_inpainted` (dead sensors filled; their time stays 1e10)."
+    ds = ds if isinstance(ds, Dataset) else open_dataset(ds)
+    pred = pred if isinstance(pred, Dataset) else open_dataset(pred)
+    producer = {"name": "hepnb.detectors.xec.inpaint.apply_inpainting", "source": str(ds.path),
+                "inpainting": str(pred.path), "implementation": (pred.manifest.get("producer") or {}).get("implementation")}
+    with DatasetWriter(out, schema=ds.schema, detector=ds.manifest.get("detector", "xec"), producer=producer,
+                       overwrite=overwrite) as w:
+        for b, p in zip(ds.iter_batches(batch_size=1024), pred.iter_batches(["event_id", "npho_inpainted"], 1024)):
+            t = pa.Table.from_batches([b])
+            if not t.column("event_id").equals(pa.chunked_array([p.column(0)])):
+                raise HepnbError("event_id order differs from the dataset's", where=pred.path)
+            w.write(t.set_column(t.column_names.index("npho"), "npho", p.column(1)))
     return open_dataset(out)
 
 def evaluate_inpaint(truth: Dataset, killed: Dataset, pred: Dataset, impl: str, min_photons: float = 100.0):
