@@ -1,3 +1,5 @@
+"""Notebook-first analysis environment for ML event reconstruction in particle-physics detectors"""
+
 __version__ = "0.1.0"
 
 import os as _os
