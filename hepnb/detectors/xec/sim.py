@@ -18,7 +18,7 @@ C_LIGHT = 29.9792458     # cm/ns
 __all__ = ['C_LIGHT', 'PRESETS', 'SimConfig', 'sample_gammas', 'shower', 'light', 'calibration', 'poisson', 'detect',
            'simulate_run', 'simulate_dataset']
 
-# %% ../../../nbs/xec/13_sim.ipynb #bbe50cfa
+# %% ../../../nbs/xec/13_sim.ipynb #c7e4dbcd
 @dataclasses.dataclass(frozen=True)
 class SimConfig:
     energy_min: float = 52.828         # MeV; equal to energy_max: monochromatic
@@ -120,7 +120,7 @@ def sample_gammas(rng, n: int, cfg: SimConfig, e_min: float, e_max: float, falli
     energy = e_min + (e_max - e_min) * ((1 - np.sqrt(1 - u)) if falling else u)
     return {"energy": energy, "vertex": vtx, "direction": d, "entry": entry}
 
-# %% ../../../nbs/xec/13_sim.ipynb #465564bf
+# %% ../../../nbs/xec/13_sim.ipynb #71b06571
 def _inside_xenon(p):
     "Which points (..., 3) lie in the xenon: between the inner and outer faces, the slanted walls, top and bottom."
     r = np.hypot(p[..., 0], p[..., 1])
@@ -156,7 +156,7 @@ def _fresnel_poly(n_lxe: float) -> np.ndarray:
     c = np.linspace(0, 1, 2001)
     return np.polyfit(c, G.fresnel_transmittance(c, n1=n_lxe), 4).astype(np.float32)
 
-# %% ../../../nbs/xec/13_sim.ipynb #2e32ab9f
+# %% ../../../nbs/xec/13_sim.ipynb #f6cdba57
 def _pair_solid_angles(points, ids):
     "Exact Ω/4π of sensor ids[i] seen from points[i] (rows)."
     g = G.sensors()
@@ -181,7 +181,7 @@ def _sensor_arrays():
     return (*(f(g["pos"][:, i]) for i in range(3)), *(f(g["normal"][:, i]) for i in range(3)),
             f(G.active_area() / (4 * np.pi)))
 
-# %% ../../../nbs/xec/13_sim.ipynb #a85e1b64
+# %% ../../../nbs/xec/13_sim.ipynb #ca0d0c0c
 def light(src: dict, cfg: SimConfig, batch: int = 4):
     """Expected photons per sensor (n, 4760) from the point sources, and the earliest light arrival per sensor (ns
     after the conversion): exact solid angles near, A·cosθ/d² far, Fresnel on MPPCs, Rayleigh-scattered light spread
@@ -239,7 +239,7 @@ def light(src: dict, cfg: SimConfig, batch: int = 4):
         tmin[lo:lo + batch] = d.min(1)
     return mu, tmin
 
-# %% ../../../nbs/xec/13_sim.ipynb #67e811fc
+# %% ../../../nbs/xec/13_sim.ipynb #677c1cd4
 def calibration(seed: int, run: int, cfg: SimConfig) -> tuple[np.ndarray, np.ndarray]:
     "Per-channel PDE of `run` (a fixed spread per channel, drifting run to run) and its dead-channel mask."
     mppc = np.arange(G.N_SENSORS) < G.N_MPPC
@@ -251,13 +251,13 @@ def calibration(seed: int, run: int, cfg: SimConfig) -> tuple[np.ndarray, np.nda
     dead[rng.choice(G.N_SENSORS, int(round(cfg.dead_fraction * G.N_SENSORS)), replace=False)] = True
     return pde, dead
 
-# %% ../../../nbs/xec/13_sim.ipynb #74313734
+# %% ../../../nbs/xec/13_sim.ipynb #451f955f
 def poisson(rng, lam, gauss_above: float = 50.0):
     "Poisson counts of means `lam` (float32 array); above `gauss_above`, a rounded Gaussian (3x faster, skew < 0.15)."
     big = lam > gauss_above
     out = rng.poisson(np.where(big, 0, lam)).astype(np.float32)
-    g = lam + np.sqrt(lam) * rng.standard_normal(lam.shape, np.float32)
-    out[big] = np.maximum(np.rint(g[big]), 0)
+    m = lam[big]
+    out[big] = np.maximum(np.rint(m + np.sqrt(m) * rng.standard_normal(m.shape, np.float32)), 0)
     return out
 
 # %% ../../../nbs/xec/13_sim.ipynb #21600e54
@@ -282,7 +282,7 @@ def _gamma_light(rng, g: dict, cfg: SimConfig):
     tof = np.linalg.norm(sh["conversion"] - g["vertex"], axis=1) / C_LIGHT
     return sh, mu, t + tof[:, None].astype(np.float32)
 
-# %% ../../../nbs/xec/13_sim.ipynb #8ff235c9
+# %% ../../../nbs/xec/13_sim.ipynb #b024cc60
 def simulate_run(seed: int, run: int, n: int, cfg: SimConfig, first_event: int = 0) -> pa.Table:
     "`n` events of `run` (events first_event, first_event + 1, ...): one random stream per (seed, run, first_event)."
     rng = np.random.default_rng([seed, run, first_event, 0])
@@ -301,11 +301,14 @@ def simulate_run(seed: int, run: int, n: int, cfg: SimConfig, first_event: int =
         pu_e[pu], pu_dt[pu], pu_uvw[pu] = gp["energy"] / 1000, dt, G.xyz_to_uvw(shp["conversion"])
     pde, dead = calibration(seed, run, cfg)
     npho, nphe, pe = detect(rng, mu, pde, cfg)
-    # the first of pe photons with exponential delays: exponential with τ / pe
-    first = rng.standard_exponential(pe.shape, np.float32) * np.float32(cfg.scint_tau) / np.maximum(pe, 1)
-    t_ns = (cfg.time_offset + t_truth[:, None]).astype(np.float32) + tarr + first \
-        + np.float32(cfg.jitter) * rng.standard_normal(pe.shape, np.float32)
-    time = np.where(npho >= cfg.time_min_npho, t_ns * 1e-9, INVALID).astype(np.float32)
+    # times where npho passes the threshold: the first of pe photons with exponential delays (exponential, τ / pe),
+    # the light's arrival, the event's offset and the electronics jitter
+    time = np.full(pe.shape, INVALID, np.float32)
+    on = np.nonzero(npho >= cfg.time_min_npho)
+    first = rng.standard_exponential(len(on[0]), np.float32) * np.float32(cfg.scint_tau) / np.maximum(pe[on], 1)
+    t_ns = (cfg.time_offset + t_truth[on[0]]).astype(np.float32) + tarr[on] + first \
+        + np.float32(cfg.jitter) * rng.standard_normal(len(on[0]), np.float32)
+    time[on] = t_ns * np.float32(1e-9)
     for a in (npho, nphe, time): a[:, dead] = INVALID
     d = g["direction"]
     f32 = lambda a: np.asarray(a, np.float32)
@@ -323,7 +326,7 @@ def simulate_run(seed: int, run: int, n: int, cfg: SimConfig, first_event: int =
         "pileupUvwTruth": vec(pu_uvw),
     })
 
-# %% ../../../nbs/xec/13_sim.ipynb #c5b2d0e0
+# %% ../../../nbs/xec/13_sim.ipynb #c1b7cbb0
 def simulate_dataset(out, n_events: int, *, seed: int = 0, config: SimConfig | None = None,
                      rows_per_file: int = 100_000, row_group_size: int = 1000, overwrite: bool = False,
                      show_progress: bool = False, chunk: int = 500):
