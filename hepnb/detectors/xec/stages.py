@@ -17,19 +17,20 @@ from .schema import INVALID, LEVELS
 
 f32 = pa.float32()
 SENSORS = ("npho", "nphe", "time")
-POSITION = StageSpec("xec.position", inputs=("npho",), levels=LEVELS, outputs=(
+POSITION = StageSpec("xec.position", inputs=("npho", "time"), levels=LEVELS, outputs=(
     Column("pred_uvw", "xyz", f32, "cm", "first interaction point (u, v, w)"),
-    Column("pred_uvw_lc", "xyz", f32, "cm", "light centre on the inner face (u, v; w = 0)")),
+    Column("pred_uvw_lc", "xyz", f32, "cm", "light centre on the inner face (u, v; w = 0); classical only",
+           required=False)),
     doc="the γ's first interaction point")
-ENERGY = StageSpec("xec.energy", inputs=("npho",), upstream=("xec.position",), levels=LEVELS,
+ENERGY = StageSpec("xec.energy", inputs=("npho", "time"), upstream=("xec.position",), levels=LEVELS,
                    truth_inputs={"xec.position": {"pred_uvw": "uvwTruth"}},
                    outputs=(Column("pred_energy", "event", f32, "GeV"),), doc="the γ's energy")
-TIME = StageSpec("xec.time", inputs=("nphe", "time"), upstream=("xec.position",), levels=LEVELS,
+TIME = StageSpec("xec.time", inputs=("npho", "nphe", "time"), upstream=("xec.position",), levels=LEVELS,
                  truth_inputs={"xec.position": {"pred_uvw": "uvwTruth"}},
                  outputs=(Column("pred_time", "event", f32, "ns", "event time (timeTruth's definition); null: no usable "
                                  "channel", nullable=True),),
                  doc="the event time")
-ANGLE = StageSpec("xec.angle", inputs=(), upstream=("xec.position",), levels=LEVELS,
+ANGLE = StageSpec("xec.angle", inputs=("npho", "time"), upstream=("xec.position",), levels=LEVELS,
                   truth_inputs={"xec.position": {"pred_uvw": "uvwTruth"}},
                   outputs=(Column("pred_angle", "angle", f32, "deg", "(θ, φ) of the emission, emiAng's convention"),),
                   doc="the γ's emission angle")
