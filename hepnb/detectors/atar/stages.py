@@ -40,10 +40,12 @@ class Hits:
 
     def stop(self) -> np.ndarray:
         "The predicted pion stop of each event (n_events × 3; NaN where the stage found none)."
-        return np.stack([self.t.column(f"pred_pion_stop_{a}").to_numpy(zero_copy_only=False).astype(float) for a in "xyz"], 1)
+        return np.stack([self.t.column(f"pred_pion_stop_{a}").to_numpy(zero_copy_only=False).astype(float)
+                         for a in "xyz"], 1)
 
     def from_point(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        "Each hit's offset from its event's point `p` (n_events × 3): (measured coordinate − p's x or y by view, z − p's z)."
+        """Each hit's offset from its event's point `p` (n_events × 3): (measured coordinate − p's x or y by view,
+        z − p's z)."""
         p = p[self.event]
         du = self["hits_coord"].astype(float) - np.where(self["hits_strip_type"] == 0, p[:, 0], p[:, 1])
         return du, self["hits_z"].astype(float) - p[:, 2]
@@ -56,11 +58,14 @@ class Hits:
         "Per-group values as a list column over each event's groups; non-finite values (or `None`: all) become null."
         v = np.full(int(self.group_offsets[-1]), np.nan) if values is None else np.asarray(values)
         mask = ~np.isfinite(v) if v.dtype.kind == "f" else None
-        return pa.ListArray.from_arrays(pa.array(self.group_offsets.astype(np.int32)), pa.array(v.astype(dtype), mask=mask))
+        return pa.ListArray.from_arrays(pa.array(self.group_offsets.astype(np.int32)),
+                                        pa.array(v.astype(dtype), mask=mask))
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        "Global group ids (i, j) of every ordered pair of groups within each event, row-major per event (G² per event)."
-        G = self.n_groups; P = G ** 2
+        """Global group ids (i, j) of every ordered pair of groups within each event, row-major per event
+        (G² per event)."""
+        G = self.n_groups
+        P = G ** 2
         ev = np.repeat(np.arange(self.n_events), P)
         k = np.arange(int(P.sum())) - np.repeat(np.r_[0, np.cumsum(P)][:-1], P)
         return self.group_offsets[ev] + k // G[ev], self.group_offsets[ev] + k % G[ev]
@@ -76,14 +81,20 @@ class Hits:
 
 def _sum(idx, w, n): return np.bincount(idx, weights=w, minlength=n)
 def _min(idx, v, n, fill):
-    out = np.full(n, fill, dtype=np.asarray(v).dtype); np.minimum.at(out, idx, v); return out
+    out = np.full(n, fill, dtype=np.asarray(v).dtype)
+    np.minimum.at(out, idx, v)
+    return out
 def _max(idx, v, n, fill):
-    out = np.full(n, fill, dtype=np.asarray(v).dtype); np.maximum.at(out, idx, v); return out
+    out = np.full(n, fill, dtype=np.asarray(v).dtype)
+    np.maximum.at(out, idx, v)
+    return out
 def _first_group(group_event, n, *keys):
-    "Per event, the global id of the group that sorts first by `keys` (the first key primary); -1: no group with a finite first key."
+    """Per event, the global id of the group that sorts first by `keys` (the first key primary); -1: no group with a
+    finite first key."""
     order = np.lexsort((*keys[::-1], group_event))
     first = np.r_[True, group_event[order][1:] != group_event[order][:-1]] if len(order) else np.zeros(0, bool)
-    best = np.full(n, -1); best[group_event[order][first]] = order[first]
+    best = np.full(n, -1)
+    best[group_event[order][first]] = order[first]
     found = best >= 0
     best[found] = np.where(np.isfinite(keys[0][best[found]]), best[found], -1)
     return best
@@ -93,7 +104,8 @@ HIT_INPUTS = ("hits_coord", "hits_z", "hits_edep", "hits_strip_type", "hits_time
 
 GROUP_CLASSIFIER = StageSpec(
     "atar.group_classifier", inputs=HIT_INPUTS,
-    outputs=tuple(Column(f"group_p_{k}", "group", pa.float32(), doc=f"P({k} in group)") for k in ("pion", "muon", "mip")),
+    outputs=tuple(Column(f"group_p_{k}", "group", pa.float32(), doc=f"P({k} in group)")
+                  for k in ("pion", "muon", "mip")),
     doc="multi-label classification of time groups: pion / muon / MIP in group")
 
 @dataclass
@@ -112,14 +124,16 @@ class GroupRules(StageImpl):
     def parameters(self): return asdict(self)
 
     def features(self, h: Hits) -> dict:
-        G = int(h.group_offsets[-1]); g = h.group
+        G = int(h.group_offsets[-1])
+        g = h.group
         e, plane = h["hits_edep"], h["hits_plane"].astype(np.int64)
         hi, lo = e > self.high_hit, e < self.low_hit
         return dict(n=_sum(g, None, G), e_high=_sum(g, e * hi, G), n_high=_sum(g, hi, G), n_low=_sum(g, lo, G),
                     pmin=_min(g, plane, G, 10**6), pmax=_max(g, plane, G, -1))
 
     def predict(self, t: pa.Table) -> pa.Table:
-        h = Hits(t); f = self.features(h)
+        h = Hits(t)
+        f = self.features(h)
         span = f["pmax"] - f["pmin"]
         pion = (f["pmin"] < self.entry_planes) & (f["n_high"] >= self.pion_min_high)
         muon = ~pion & (f["e_high"] > self.muon_min_energy) & (span <= self.muon_max_span)
@@ -146,14 +160,17 @@ class BraggPeakStop(StageImpl):
     def parameters(self): return asdict(self)
 
     def predict(self, t: pa.Table) -> pa.Table:
-        h = Hits(t); G = int(h.group_offsets[-1]); n = h.n_events
+        h = Hits(t)
+        G = int(h.group_offsets[-1])
+        n = h.n_events
         p_pion = t.column("group_p_pion").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(float)
         gtime = _min(h.group, h["hits_time"].astype(float), G, np.inf)
         # the triggered pion's group: a pion group, the one closest to t = 0
         score = np.where(p_pion > self.pion_threshold, np.abs(gtime), np.inf)
         best = _first_group(h.group_event, n, score)
         sel = h.group == best[h.event]
-        z, st, e, u = h["hits_z"].astype(float), h["hits_strip_type"], h["hits_edep"].astype(float), h["hits_coord"].astype(float)
+        z, st = h["hits_z"].astype(float), h["hits_strip_type"]
+        e, u = h["hits_edep"].astype(float), h["hits_coord"].astype(float)
         out = {}
         zlast = {}
         for view, a in ((0, "x"), (1, "y")):
@@ -162,7 +179,8 @@ class BraggPeakStop(StageImpl):
             last = m & (z == zmax[h.event])
             w = _sum(h.event[last], e[last], n)
             val = np.where(w > 0, _sum(h.event[last], (e * u)[last], n) / np.where(w > 0, w, 1), np.nan)
-            out[a] = val; zlast[a] = zmax
+            out[a] = val
+            zlast[a] = zmax
         zstop = np.maximum(zlast["x"], zlast["y"])
         out["z"] = np.where(np.isfinite(zstop), zstop, np.nan)
         cols = {}
@@ -196,7 +214,8 @@ class PromptEnergy(StageImpl):
 
     def near_stop_energy(self, t: pa.Table) -> np.ndarray:
         "Measured energy (MeV) near the stop point, from `delay` to `window` ns after the stop."
-        h = Hits(t); n = h.n_events
+        h = Hits(t)
+        n = h.n_events
         du, dz = h.from_stop()
         tt, e = h["hits_time"].astype(float), h["hits_edep"].astype(float)
         near = (np.abs(du) < self.radius) & (np.abs(dz) < self.radius)
@@ -215,7 +234,8 @@ HIT_SPLITTER = StageSpec(
                                             "group_p_mip": "group_mip_in"},
                   "atar.pion_stop": {"pred_pion_stop_x": "pion_stop_x", "pred_pion_stop_y": "pion_stop_y",
                                      "pred_pion_stop_z": "pion_stop_z"}},
-    outputs=tuple(Column(f"hits_p_{k}", "hit", pa.float32(), doc=f"P({k} deposited in the hit)") for k in ("pion", "muon", "mip")),
+    outputs=tuple(Column(f"hits_p_{k}", "hit", pa.float32(), doc=f"P({k} deposited in the hit)")
+                  for k in ("pion", "muon", "mip")),
     doc="multi-label classification of hits: pion / muon / MIP in hit")
 
 @dataclass
@@ -231,7 +251,8 @@ class HitRules(StageImpl):
 
     def predict(self, t: pa.Table) -> pa.Table:
         h = Hits(t)
-        gp = {k: t.column(f"group_p_{k}").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(float)[h.group] > 0.5
+        gp = {k: t.column(f"group_p_{k}").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                 .astype(float)[h.group] > 0.5
               for k in ("pion", "muon", "mip")}
         du, dz = h.from_stop()
         e = h["hits_edep"].astype(float)
@@ -262,8 +283,11 @@ class TrackEnds(StageImpl):
     def parameters(self): return asdict(self)
 
     def predict(self, t: pa.Table) -> pa.Table:
-        h = Hits(t); G = int(h.group_offsets[-1]); g = h.group
-        z, st, e, u = h["hits_z"].astype(float), h["hits_strip_type"].astype(np.int64), h["hits_edep"].astype(float), h["hits_coord"].astype(float)
+        h = Hits(t)
+        G = int(h.group_offsets[-1])
+        g = h.group
+        z, st = h["hits_z"].astype(float), h["hits_strip_type"].astype(np.int64)
+        e, u = h["hits_edep"].astype(float), h["hits_coord"].astype(float)
         zlo, zhi = _min(g, z, G, np.inf), _max(g, z, G, -np.inf)
         flat = (zhi - zlo)[g] < 1e-6                         # a track inside one plane: order along the strips
         key = np.where(flat, u, z)                           # the coordinate that orders the hits
@@ -277,7 +301,8 @@ class TrackEnds(StageImpl):
             ends[side] = np.stack([coord[:, 0], coord[:, 1], zlo if side == "lo" else zhi], 1)   # flat: zlo = zhi
             kg = fn(g, key, G, fill)                         # the group's extreme over both views
             energy[side] = _max(g[key == kg[g]], e[key == kg[g]], G, 0.0)
-        stop = np.stack([h.t.column(f"pred_pion_stop_{a}").to_numpy(zero_copy_only=False).astype(float) for a in "xyz"], 1)[h.group_event]
+        stop = np.stack([h.t.column(f"pred_pion_stop_{a}").to_numpy(zero_copy_only=False).astype(float)
+                         for a in "xyz"], 1)[h.group_event]
         for side in ("lo", "hi"):                            # a view without hits: the pion stop's coordinate
             miss = ~np.isfinite(ends[side])
             ends[side][miss] = stop[miss]
@@ -285,7 +310,8 @@ class TrackEnds(StageImpl):
         d = {s: np.nan_to_num(np.linalg.norm(ends[s] - stop, axis=1), nan=np.inf) for s in ("lo", "hi")}
         heavy_flip = energy["lo"] > energy["hi"]             # the Bragg peak (larger deposit) is the end
         flip = np.where(p["pion"], False, np.where(p["muon"], heavy_flip, d["hi"] < d["lo"]))
-        start = np.where(flip[:, None], ends["hi"], ends["lo"]); end = np.where(flip[:, None], ends["lo"], ends["hi"])
+        start = np.where(flip[:, None], ends["hi"], ends["lo"])
+        end = np.where(flip[:, None], ends["lo"], ends["hi"])
         cols = {}
         for name, v in (("start", start), ("end", end)):
             for i, a in enumerate("xyz"):
@@ -298,9 +324,10 @@ POSITRON_ANGLE = StageSpec(
     "atar.positron_angle", inputs=HIT_INPUTS, upstream=("atar.group_classifier", "atar.pion_stop", "atar.endpoints"),
     truth_inputs={**HIT_SPLITTER.truth_inputs,
                   "atar.endpoints": {f"pred_group_{e}_{a}": f"group_{e}_{a}" for e in ("start", "end") for a in "xyz"}},
-    outputs=(*(Column(f"pred_positron_u{a}", "event", pa.float32(), doc=f"unit direction, {a}", nullable=True) for a in "xyz"),
-             *(Column(f"pred_positron_angle_q{q}", "event", pa.float32(), "rad", f"{q} % quantile of the opening angle to the truth",
-                      nullable=True) for q in (16, 50, 84))),
+    outputs=(*(Column(f"pred_positron_u{a}", "event", pa.float32(), doc=f"unit direction, {a}", nullable=True)
+               for a in "xyz"),
+             *(Column(f"pred_positron_angle_q{q}", "event", pa.float32(), "rad",
+                      f"{q} % quantile of the opening angle to the truth", nullable=True) for q in (16, 50, 84))),
     doc="positron direction (unit vector) with quantiles of its angular error")
 
 @dataclass
@@ -309,7 +336,8 @@ class LineFit(StageImpl):
     delay: float = 1.0           # ns after the stop: outside the pion's pulse
     mip_max: float = 0.25        # MeV: larger deposits are pion or muon
     muon_reach: float = 1.0      # mm: a muon group starts this close to the pion stop (its range 0.78 mm plus a strip)
-    muon_window: float = 150.0   # ns after the stop in which the muon group starts (99.7 % of π decays; keeps pile-up muons out)
+    # ns after the stop in which the muon group starts (99.7 % of π decays; keeps pile-up muons out)
+    muon_window: float = 150.0
     reach: float = 1.5           # mm: the positron's group must come this close to the vertex
     flat: float = 0.3            # mm: hits spanning less than this in z are taken as an in-plane track
     spec = POSITRON_ANGLE
@@ -330,18 +358,21 @@ class LineFit(StageImpl):
         muon = lab["muon"] & ~lab["pion"] & ~lab["mip"]
         gtime = _min(h.group, h["hits_time"].astype(float), G, np.inf)
         dist = np.nan_to_num(np.linalg.norm(start - stop[h.group_event], axis=1), nan=np.inf)
-        score = np.where(muon & (gtime > self.delay) & (gtime < self.muon_window) & (dist < self.muon_reach) & np.isfinite(end).all(1), gtime, np.inf)
+        starts = muon & (gtime > self.delay) & (gtime < self.muon_window) & (dist < self.muon_reach)
+        score = np.where(starts & np.isfinite(end).all(1), gtime, np.inf)
         mu = _first_group(h.group_event, n, score)
         vertex = stop.copy()
         vertex[mu >= 0] = end[mu[mu >= 0]]
         return vertex, mu
 
     def predict(self, t: pa.Table) -> pa.Table:
-        h = Hits(t); n = h.n_events; G = int(h.group_offsets[-1])
+        h = Hits(t)
+        n = h.n_events
+        G = int(h.group_offsets[-1])
         vertex, mu = self.decay_vertex(h)
         du, dz = h.from_point(vertex)
         st, tt, e = h["hits_strip_type"], h["hits_time"].astype(float), h["hits_edep"].astype(float)
-        after = np.full(n, self.delay)                        # after the pion pulse, and after the muon when there is one
+        after = np.full(n, self.delay)                # after the pion pulse, and after the muon when there is one
         after[mu >= 0] = _min(h.group, tt, G, np.inf)[mu[mu >= 0]]
         after = after[h.event]
         cand = (tt > after) & (h.group != mu[h.event]) & (e < self.mip_max) & np.isfinite(du) & np.isfinite(dz)
@@ -352,7 +383,8 @@ class LineFit(StageImpl):
         best = _first_group(h.group_event, n, gmin, gtime)
         best[~(_min(h.group_event, gmin, n, np.inf) < self.reach)] = -1
         sel = cand & (h.group == best[h.event])
-        ev = h.event[sel]; du, dz, sv = du[sel], dz[sel], st[sel]
+        ev = h.event[sel]
+        du, dz, sv = du[sel], dz[sel], st[sel]
         slope, inplane = {}, {}
         for view, a in ((0, "x"), (1, "y")):
             m = sv == view
@@ -385,7 +417,9 @@ def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     label = np.arange(n)
     while True:
         m = np.minimum(label[i], label[j])
-        new = label.copy(); np.minimum.at(new, i, m); np.minimum.at(new, j, m)
+        new = label.copy()
+        np.minimum.at(new, i, m)
+        np.minimum.at(new, j, m)
         new = new[new]                                        # pointer jumping: converges in O(log n) rounds
         if np.array_equal(new, label): return label
         label = new
@@ -402,7 +436,8 @@ class Proximity(StageImpl):
     def parameters(self): return asdict(self)
 
     def predict(self, t: pa.Table) -> pa.Table:
-        h = Hits(t); G = int(h.group_offsets[-1])
+        h = Hits(t)
+        G = int(h.group_offsets[-1])
         gt = _min(h.group, h["hits_time"].astype(float), G, np.inf)
         start = np.stack([h.group_values(f"pred_group_start_{a}").astype(float) for a in "xyz"], 1)
         end = np.stack([h.group_values(f"pred_group_end_{a}").astype(float) for a in "xyz"], 1)
@@ -414,6 +449,6 @@ class Proximity(StageImpl):
         return pa.table({"group_pair_affinity": h.pair_lists(label[i] == label[j])})
 
 # %% ../../../nbs/atar/40_stages.ipynb #57a30989
-CLASSICAL = {"atar.group_classifier": GroupRules, "atar.pion_stop": BraggPeakStop, "atar.event_classifier": PromptEnergy,
-             "atar.positron_angle": LineFit, "atar.hit_splitter": HitRules, "atar.endpoints": TrackEnds,
-             "atar.pattern_finder": Proximity}
+CLASSICAL = {"atar.group_classifier": GroupRules, "atar.pion_stop": BraggPeakStop,
+             "atar.event_classifier": PromptEnergy, "atar.positron_angle": LineFit, "atar.hit_splitter": HitRules,
+             "atar.endpoints": TrackEnds, "atar.pattern_finder": Proximity}
