@@ -29,7 +29,8 @@ def _slog(t): return torch.sign(t) * torch.log1p(t.abs())
 def node_features(x: torch.Tensor) -> torch.Tensor:
     "[B, N, 5] raw hit columns (HIT_FEATURES) -> [B, N, 8] model inputs."
     coord, z, e, st, t = x.unbind(-1)
-    isx = (st == 0).to(x.dtype); isy = 1 - isx
+    isx = (st == 0).to(x.dtype)
+    isy = 1 - isx
     le = torch.log1p(e.clamp(min=0) / 0.03)
     return torch.stack([coord * isx / 10, coord * isy / 10, isx, isy, z / 3 - 1, le / 3, _slog(t) / 5,
                         (t.abs() < 1.5).to(x.dtype)], -1)
@@ -68,13 +69,15 @@ class AtarModelConfig:
     window_end: float = 700.0    # ns: positrons produced later leave no hits and carry no label (positron_angle)
 
     def __post_init__(self):
-        def bad(key, want): raise HepnbError(f"expected {want}, found {getattr(self, key)!r}", where=f"--{key.replace('_', '-')} ({key})")
+        def bad(key, want): raise HepnbError(f"expected {want}, found {getattr(self, key)!r}",
+                                             where=f"--{key.replace('_', '-')} ({key})")
         if self.task not in TASKS: bad("task", f"one of {', '.join(TASKS)}")
         for key in ("d_model", "n_heads", "n_layers"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: bad(key, "a whole number >= 1")
         if self.d_model % self.n_heads:
-            bad("d_model", f"a multiple of n_heads = {self.n_heads} (each attention head gets d_model / n_heads features)")
+            bad("d_model",
+                f"a multiple of n_heads = {self.n_heads} (each attention head gets d_model / n_heads features)")
         if not 0 <= self.dropout < 1: bad("dropout", "a probability in [0, 1)")
         for key in ("t_min", "t_max", "window_end"):
             if not math.isfinite(getattr(self, key)): bad(key, "a finite time in ns")
@@ -90,7 +93,8 @@ class AtarModel(nn.Module):
         d = config.d_model
         if config.task in ("group", "hit"): self.head = mlp(d, d, 3, 2)
         elif config.task == "endpoints":
-            self.point = nn.Linear(d, 6)                     # per-hit logits: where do start (x, y, z) and end (x, y, z) lie?
+            # per-hit logits: where do start (x, y, z) and end (x, y, z) lie?
+            self.point = nn.Linear(d, 6)
             self.head = QuantileHead(d + 8, 6)               # offsets and spreads around the pointed positions
         elif config.task == "pattern":
             self.point = nn.Linear(d, 6)                     # each group's start and end, learned without labels
@@ -112,7 +116,8 @@ class AtarModel(nn.Module):
         if self.config.task == "group":
             return self.head(segment_pool(h, mask, group.long(), n_groups))                # [B, G, 3]
         if self.config.task == "endpoints": return self._endpoints(h, x, mask, group.long(), n_groups)   # [B, G, 6, 3]
-        if self.config.task == "pattern": return self._affinity(h, x, mask, group.long(), n_groups)      # [B, G, G] logits
+        if self.config.task == "pattern":
+            return self._affinity(h, x, mask, group.long(), n_groups)  # [B, G, G] logits
         if self.config.task == "hit": return self.head(h)                                  # [B, N, 3] logits per hit
         pooled = masked_pool(h, mask)
         if self.config.task == "positron_angle":                                           # [B, 6]: u, angle quantiles
@@ -150,11 +155,11 @@ class AtarModel(nn.Module):
         the start of j (mm) and the time from i to j, made symmetric by averaging (i, j) and (j, i)."""
         e = segment_pool(h, mask, group, n_groups)
         point, has = self._group_points(h, x, mask, group, n_groups)
-        t = segment_pool(x[..., 4:5], mask, group, n_groups)[..., 0]                               # [B, G] mean time
+        t = segment_pool(x[..., 4:5], mask, group, n_groups)[..., 0]            # [B, G] mean time
         G = e.shape[1]
-        gap = point[:, None, :, :3] - point[:, :, None, 3:]                                        # start_j - end_i
-        both = has[:, :, None] * has[:, None]                                                      # [B, G, G, 2]
-        gap = gap * torch.cat([both, torch.ones_like(both[..., :1])], -1)                          # unknown view: 0, flagged
+        gap = point[:, None, :, :3] - point[:, :, None, 3:]                     # start_j - end_i
+        both = has[:, :, None] * has[:, None]                                   # [B, G, G, 2]
+        gap = gap * torch.cat([both, torch.ones_like(both[..., :1])], -1)       # unknown view: 0, flagged
         f = torch.cat([e[:, :, None].expand(-1, -1, G, -1), e[:, None].expand(-1, G, -1, -1), gap, gap.abs(),
                        _slog(t[:, None] - t[:, :, None])[..., None] / 3, both, has[:, :, None].expand(-1, -1, G, -1),
                        has[:, None].expand(-1, G, -1, -1)], -1)
@@ -183,7 +188,8 @@ class AtarModel(nn.Module):
         slope = (w * du * dz).sum(1) / ((w * dz ** 2).sum(1) + 1e-3)                  # [B, 2]
         side = torch.tanh((w * dz).sum((1, 2)) / 0.05)
         fit = torch.cat([slope, torch.ones_like(slope[:, :1])], -1) * side[:, None]
-        disp = torch.cat([(w * du).sum(1) / (w.sum(1) + 1e-3), (w * dz).sum((1, 2))[:, None] / (w.sum((1, 2))[:, None] + 1e-3)], -1)
+        disp = torch.cat([(w * du).sum(1) / (w.sum(1) + 1e-3),
+                          (w * dz).sum((1, 2))[:, None] / (w.sum((1, 2))[:, None] + 1e-3)], -1)
         unit = lambda v: v / v.norm(dim=-1, keepdim=True).clamp(min=1e-6)
         g = torch.sigmoid(self.gate(pooled))
         return g * unit(fit) + (1 - g) * unit(disp)
@@ -220,7 +226,8 @@ def loader_config(task: str, targets: bool = True, **kw) -> LoaderConfig:
                 hit=dict(hit_targets=["hits_particle_mask"]),
                 endpoints=dict(hit_targets=["hits_time_group"], group_columns=ENDPOINT_TARGETS),
                 pattern=dict(hit_targets=["hits_time_group"], group_columns=["group_mc_event_id"]))[task]
-    if not targets: cols = {k: v for k, v in cols.items() if k == "hit_targets" and task in GROUP_TASKS}   # group ids are an input
+    if not targets:
+        cols = {k: v for k, v in cols.items() if k == "hit_targets" and task in GROUP_TASKS}  # group ids are an input
     return LoaderConfig(hit_features=HIT_FEATURES, layout="padded", **cols, **kw)
 
 def forward(model: AtarModel, batch: Batch) -> torch.Tensor:
@@ -246,11 +253,16 @@ def loss(model: AtarModel, batch: Batch):
         y = torch.stack([batch.groups[c][:, :G] for c in ENDPOINT_TARGETS], -1).to(out.dtype)[gm]   # [M, 6]
         o = out[:, :G][gm]                                                                      # [M, 6, 3]
         err = lambda s: (o[:, s, 1] - y[:, s]).norm(dim=-1)
-        return pinball(o, y, (0.16, 0.5, 0.84)), {"median_start_mm": err(slice(0, 3)).median().detach() if len(y) else float("nan"),
-                                                   "median_end_mm": err(slice(3, 6)).median().detach() if len(y) else float("nan")}
+        if len(y):
+            medians = {"median_start_mm": err(slice(0, 3)).median().detach(),
+                       "median_end_mm": err(slice(3, 6)).median().detach()}
+        else:
+            medians = {"median_start_mm": float("nan"), "median_end_mm": float("nan")}
+        return pinball(o, y, (0.16, 0.5, 0.84)), medians
     if task == "pattern":
         G = min(out.shape[1], batch.group_mask.shape[1])
-        gm = batch.group_mask[:, :G]; mc = batch.groups["group_mc_event_id"][:, :G]
+        gm = batch.group_mask[:, :G]
+        mc = batch.groups["group_mc_event_id"][:, :G]
         off = ~torch.eye(G, dtype=torch.bool, device=out.device)
         valid = gm[:, :, None] & gm[:, None] & off
         y = (mc[:, :, None] == mc[:, None]).to(out.dtype)
