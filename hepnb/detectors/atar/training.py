@@ -16,26 +16,30 @@ from ...loader import collate, make_loader
 from ...stage import StageImpl
 from ...train import TrainConfig, Trainer, epoch_data, load_weights
 from .models import AtarModel, AtarModelConfig, TASKS, forward, loader_config, loss  # noqa: F401
-from .stages import ENDPOINTS, EVENT_CLASSIFIER, GROUP_CLASSIFIER, HIT_SPLITTER, PATTERN_FINDER, PION_STOP, POSITRON_ANGLE
+from .stages import (
+    ENDPOINTS, EVENT_CLASSIFIER, GROUP_CLASSIFIER, HIT_SPLITTER, PATTERN_FINDER, PION_STOP, POSITRON_ANGLE)
 
 # %% auto #0
 __all__ = ['STAGE_OF_TASK', 'ModelConfig', 'train_task', 'load_model', 'MLStage']
 
 # %% ../../../nbs/atar/42_training.ipynb #c87441ac
-STAGE_OF_TASK = {"group": GROUP_CLASSIFIER, "pion_stop": PION_STOP, "event": EVENT_CLASSIFIER, "positron_angle": POSITRON_ANGLE,
-                 "hit": HIT_SPLITTER, "endpoints": ENDPOINTS, "pattern": PATTERN_FINDER}
+STAGE_OF_TASK = {"group": GROUP_CLASSIFIER, "pion_stop": PION_STOP, "event": EVENT_CLASSIFIER,
+                 "positron_angle": POSITRON_ANGLE, "hit": HIT_SPLITTER, "endpoints": ENDPOINTS,
+                 "pattern": PATTERN_FINDER}
 ModelConfig = AtarModelConfig   # the CLI builds its options from this
 
 def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | os.PathLike, *,
                model: AtarModelConfig | None = None, train: TrainConfig | None = None, batch_size: int = 64,
                num_workers: int = 0, resume: bool = False, mlflow_uri: str | None = None) -> dict:
-    "Train the ATAR model of `task` on `dataset`; return the final metrics (mirrored to MLflow at `mlflow_uri` if given)."
+    """Train the ATAR model of `task` on `dataset`; return the final metrics (mirrored to MLflow at `mlflow_uri` if
+    given)."""
     if task not in TASKS: raise HepnbError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})", where="task")
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
     mc = model or AtarModelConfig(task=task)
     if mc.task != task: mc = AtarModelConfig(**{**asdict(mc), "task": task})
     tc = train or TrainConfig()
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(run_dir):          # one training per run folder at a time: model.json and checkpoints are its
         return _train(task, ds, run_dir, mc, tc, batch_size, num_workers, resume, mlflow_uri)
 
@@ -111,12 +115,14 @@ class MLStage(StageImpl):
         if self.task == "positron_angle":
             o = out.float().cpu().numpy()                                    # [B, 6]: u, angle quantiles
             return pa.table({**{f"pred_positron_u{a}": pa.array(o[:, i]) for i, a in enumerate("xyz")},
-                             **{f"pred_positron_angle_q{q}": pa.array(o[:, 3 + j]) for j, q in enumerate((16, 50, 84))}})
+                             **{f"pred_positron_angle_q{q}": pa.array(o[:, 3 + j])
+                                for j, q in enumerate((16, 50, 84))}})
         if self.task == "pion_stop":
             q = out.float().cpu().numpy()                                    # [B, 3 targets, 3 levels]
             return pa.table({f"pred_pion_stop_{a}{s}": pa.array(q[:, i, j]) for i, a in enumerate("xyz")
                              for j, s in enumerate(("_q16", "", "_q84"))})
-        tg = b.hit_targets["hits_time_group"].cpu().numpy(); m = b.mask.cpu().numpy()
+        tg = b.hit_targets["hits_time_group"].cpu().numpy()
+        m = b.mask.cpu().numpy()
         ng = np.where(m, tg, -1).max(1, initial=-1) + 1                       # groups per event
         G = out.shape[1]
         sel = np.arange(G)[None, :] < ng[:, None]
@@ -125,11 +131,12 @@ class MLStage(StageImpl):
             p = torch.sigmoid(out).float().cpu().numpy()
             p[:, np.arange(G), np.arange(G)] = 1.0                            # a group is with itself
             pair = sel[:, :, None] & sel[:, None]
-            return pa.table({"group_pair_affinity": pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(ng ** 2)].astype(np.int32)),
-                                                                             pa.array(p[pair]))})
+            pair_offs = pa.array(np.r_[0, np.cumsum(ng ** 2)].astype(np.int32))
+            return pa.table({"group_pair_affinity": pa.ListArray.from_arrays(pair_offs, pa.array(p[pair]))})
         if self.task == "endpoints":                                          # [B, G, 6 (start, end × xyz), 3 levels]
             q = out.float().cpu().numpy()
-            return pa.table({f"pred_group_{e}_{a}{s}": pa.ListArray.from_arrays(offs, pa.array(q[:, :, 3 * k + i, j][sel]))
+            return pa.table({f"pred_group_{e}_{a}{s}":
+                                 pa.ListArray.from_arrays(offs, pa.array(q[:, :, 3 * k + i, j][sel]))
                              for k, e in enumerate(("start", "end")) for i, a in enumerate("xyz")
                              for j, s in enumerate(("_q16", "", "_q84"))})
         p = torch.sigmoid(out).float().cpu().numpy()                          # [B, G, 3]
