@@ -72,8 +72,8 @@ class AtarSimConfig:
         stop = float(range_table(M_PI).range(T))
         if stop > self.geometry.depth:
             raise HepnbError(f"a {self.beam_momentum:g} MeV/c pion stops {stop:.1f} mm deep (CSDA range), beyond the "
-                             f"target's {self.geometry.depth:.2f} mm; expected a momentum that stops pions in the target",
-                             where=_flag("beam_momentum"))
+                             f"target's {self.geometry.depth:.2f} mm; "
+                             "expected a momentum that stops pions in the target", where=_flag("beam_momentum"))
 
     @classmethod
     def physical(cls, **kw) -> "AtarSimConfig":
@@ -108,35 +108,49 @@ def _trace(geo: AtarGeometry, rng, start, d, L, *, table=None, R0=None, p=None, 
     cnt = np.where((zhi < 0) | (zlo > geo.depth) | (L <= 0), 0, ihi - ilo + 1)
     tr, j = _expand(cnt)
     plane = np.where(dz[tr] >= 0, ilo[tr] + j, ihi[tr] - j)            # crossings in path order
-    sa = (plane * pp - z0[tr]) / dz[tr]; sb = (plane * pp + th - z0[tr]) / dz[tr]
-    s_in = np.maximum(np.minimum(sa, sb), 0.0); s_out = np.minimum(np.maximum(sa, sb), L[tr])
+    sa = (plane * pp - z0[tr]) / dz[tr]
+    sb = (plane * pp + th - z0[tr]) / dz[tr]
+    s_in = np.maximum(np.minimum(sa, sb), 0.0)
+    s_out = np.minimum(np.maximum(sa, sb), L[tr])
     keep = s_out > s_in
     tr, plane, s_in, s_out = tr[keep], plane[keep], s_in[keep], s_out[keep]
     s_mid = 0.5 * (s_in + s_out)
 
     # momentum along the track (for scattering and MIP deposits)
     if table is not None:
-        T = table.energy(R0[tr] - s_mid); pc = np.sqrt(T * (T + 2 * table.mass)); beta = pc / (T + table.mass)
+        T = table.energy(R0[tr] - s_mid)
+        pc = np.sqrt(T * (T + 2 * table.mass))
+        beta = pc / (T + table.mass)
     else:
-        pc = p[tr]; beta = pc / np.hypot(pc, mass)
-    off = np.zeros((len(tr), 2)); end_off = np.zeros((nt, 2))
+        pc = p[tr]
+        beta = pc / np.hypot(pc, mass)
+    off = np.zeros((len(tr), 2))
+    end_off = np.zeros((nt, 2))
     if ms and len(tr):
-        first = np.ones(len(tr), bool); first[1:] = tr[1:] != tr[:-1]
+        first = np.ones(len(tr), bool)
+        first[1:] = tr[1:] != tr[:-1]
         ds = np.where(first, s_mid, np.diff(s_mid, prepend=0.0))
         kick = rng.standard_normal((len(tr), 2)) * highland(pc, beta, np.abs(ds))[:, None]
         # displacement at crossing c: sum over earlier kicks i of k_i (s_c - s_i)
         ck, cks = np.cumsum(kick, 0), np.cumsum(kick * s_mid[:, None], 0)
-        st = np.flatnonzero(first); seg = np.cumsum(first) - 1
-        ck0 = (ck - kick)[st][seg]; cks0 = (cks - kick * s_mid[:, None])[st][seg]
+        st = np.flatnonzero(first)
+        seg = np.cumsum(first) - 1
+        ck0 = (ck - kick)[st][seg]
+        cks0 = (cks - kick * s_mid[:, None])[st][seg]
         off = s_mid[:, None] * (ck - kick - ck0) - (cks - kick * s_mid[:, None] - cks0)
-        tot_k = np.zeros((nt, 2)); tot_ks = np.zeros((nt, 2))
-        np.add.at(tot_k, tr, kick); np.add.at(tot_ks, tr, kick * s_mid[:, None])
+        tot_k = np.zeros((nt, 2))
+        tot_ks = np.zeros((nt, 2))
+        np.add.at(tot_k, tr, kick)
+        np.add.at(tot_ks, tr, kick * s_mid[:, None])
         end_off = L[:, None] * tot_k - tot_ks
 
     stype = geo.strip_type(plane)
-    pos_in = start[tr] + d[tr] * s_in[:, None]; pos_out = start[tr] + d[tr] * s_out[:, None]
-    pos_in[:, :2] += off; pos_out[:, :2] += off
-    u_in = np.where(stype == 0, pos_in[:, 0], pos_in[:, 1]); u_out = np.where(stype == 0, pos_out[:, 0], pos_out[:, 1])
+    pos_in = start[tr] + d[tr] * s_in[:, None]
+    pos_out = start[tr] + d[tr] * s_out[:, None]
+    pos_in[:, :2] += off
+    pos_out[:, :2] += off
+    u_in = np.where(stype == 0, pos_in[:, 0], pos_in[:, 1])
+    u_out = np.where(stype == 0, pos_out[:, 0], pos_out[:, 1])
     v_mid = 0.5 * np.where(stype == 0, pos_in[:, 1] + pos_out[:, 1], pos_in[:, 0] + pos_out[:, 0])
     W, pitch, ns = geo.half_width, geo.strip_pitch, geo.n_strips
     k_in = np.clip(np.floor((u_in + W) / pitch), -1, ns).astype(np.int64)
@@ -158,7 +172,8 @@ def _trace(geo: AtarGeometry, rng, start, d, L, *, table=None, R0=None, p=None, 
     den = (u_out - u_in)[c_idx]
     flat = np.abs(den) < 1e-12
     with np.errstate(divide="ignore", invalid="ignore"):
-        fa = np.where(flat, 0.0, (e_lo - u_in[c_idx]) / den); fb = np.where(flat, 1.0, (e_lo + pitch - u_in[c_idx]) / den)
+        fa = np.where(flat, 0.0, (e_lo - u_in[c_idx]) / den)
+        fb = np.where(flat, 1.0, (e_lo + pitch - u_in[c_idx]) / den)
     f_lo, f_hi = np.clip(np.minimum(fa, fb), 0, 1), np.clip(np.maximum(fa, fb), 0, 1)
     a, bnd = s_in[c_idx], s_out[c_idx] - s_in[c_idx]
     s_lo, s_hi = a + f_lo * bnd, a + f_hi * bnd
@@ -185,7 +200,9 @@ def _digitize(rng, cfg, pc):
     new = np.ones(n, bool)
     if n:
         new[1:] = (np.diff(cell[order]) != 0) | (np.diff(pc["time"]) > cfg.double_pulse)
-    pid = np.cumsum(new) - 1; st = np.flatnonzero(new); nh = len(st)
+    pid = np.cumsum(new) - 1
+    st = np.flatnonzero(new)
+    nh = len(st)
     E = np.add.reduceat(pc["edep"], st) if nh else np.zeros(0)
     emax = np.maximum.reduceat(pc["edep"], st) if nh else np.zeros(0)
     cand = np.flatnonzero(pc["edep"] == emax[pid])                 # the largest deposit of each pulse
@@ -201,7 +218,8 @@ def _digitize(rng, cfg, pc):
     hit["edep"] = np.maximum(meas, 0.0)
     hit["time"] = hit["time"] + cfg.time_resolution * rng.standard_normal(nh)
     keep = hit["edep"] > cfg.threshold
-    new_index = np.full(nh, -1); new_index[keep] = np.arange(keep.sum())
+    new_index = np.full(nh, -1)
+    new_index[keep] = np.arange(keep.sum())
     hit = {k: v[keep] for k, v in hit.items()}
     return hit, new_index[pid], pc   # pc is returned sorted, aligned with the map
 
@@ -214,11 +232,16 @@ def _simulate_chunk(n: int, cfg: AtarSimConfig, rng: np.random.Generator, first_
     lo, hi = cfg.window_start, cfg.window_end
     # --- MC events: the triggered stop (local id 0) and pile-up stops in time order (1, 2, ...)
     lookback = 5 * TAU_MU
-    n_pu = rng.poisson(cfg.pileup_rate * 1e-3 * (hi - lo + lookback), n) if cfg.pileup_rate > 0 else np.zeros(n, np.int64)
+    if cfg.pileup_rate > 0:
+        n_pu = rng.poisson(cfg.pileup_rate * 1e-3 * (hi - lo + lookback), n)
+    else:
+        n_pu = np.zeros(n, np.int64)
     ev_pu = np.repeat(np.arange(n), n_pu)
     t_pu = rng.uniform(lo - lookback, hi, len(ev_pu))
-    o = np.lexsort((t_pu, ev_pu)); ev_pu, t_pu = ev_pu[o], t_pu[o]
-    ev = np.concatenate([np.arange(n), ev_pu]); t_stop = np.concatenate([np.zeros(n), t_pu])
+    o = np.lexsort((t_pu, ev_pu))
+    ev_pu, t_pu = ev_pu[o], t_pu[o]
+    ev = np.concatenate([np.arange(n), ev_pu])
+    t_stop = np.concatenate([np.zeros(n), t_pu])
     mc = np.concatenate([np.zeros(n, np.int64), _expand(n_pu)[1] + 1])
     primary = np.arange(len(ev)) < n
     M = len(ev)
@@ -241,41 +264,52 @@ def _simulate_chunk(n: int, cfg: AtarSimConfig, rng: np.random.Generator, first_
     # pion tracks: trace only those whose hits can fall in the window
     trk_pi = np.flatnonzero((t_stop >= lo - 5) & (t_stop <= hi + 5))
     pcs, tracks = [], []
-    pi_pc, pi_off = _trace(geo, rng, start[trk_pi], d[trk_pi], L[trk_pi], table=pi_tab, R0=R0[trk_pi], ms=cfg.multiple_scattering)
+    pi_pc, pi_off = _trace(geo, rng, start[trk_pi], d[trk_pi], L[trk_pi], table=pi_tab, R0=R0[trk_pi],
+                           ms=cfg.multiple_scattering)
     vertex = start + d * L[:, None]
     vertex[trk_pi, :2] += pi_off
-    pcs.append((pi_pc, trk_pi, 0, t_stop[trk_pi], np.inf)); tracks.append((start[trk_pi], vertex[trk_pi]))
+    pcs.append((pi_pc, trk_pi, 0, t_stop[trk_pi], np.inf))
+    tracks.append((start[trk_pi], vertex[trk_pi]))
 
     # π→μν: muon at rest-frame 4.12 MeV, boosted if the pion decayed in flight
     mu_ev = np.flatnonzero(~pienu)
     Em, pm = boost(np.full(len(mu_ev), T_MU_PI + M_MU), P_MU_PI * u_dir[mu_ev], beta_pi[mu_ev])
-    Tm = Em - M_MU; dm = pm / np.linalg.norm(pm, axis=1, keepdims=True)
+    Tm = Em - M_MU
+    dm = pm / np.linalg.norm(pm, axis=1, keepdims=True)
     R0m = mu_tab.range(Tm) * (1 + cfg.range_straggling * rng.standard_normal(len(mu_ev)))
     Lm, mu_dif, r_dec_m = _decay_in_flight(rng, mu_tab, R0m, TAU_MU, cfg.decays_in_flight)
     mu_end = vertex[mu_ev] + dm * Lm[:, None]
     t_mich = t_dec[mu_ev] + np.where(mu_dif, 0.0, rng.exponential(TAU_MU, len(mu_ev)))
     sel = np.flatnonzero((t_dec[mu_ev] >= lo - 5) & (t_dec[mu_ev] <= hi + 5))
     mu_pc, _ = _trace(geo, rng, vertex[mu_ev][sel], dm[sel], Lm[sel], table=mu_tab, R0=R0m[sel], ms=False)
-    pcs.append((mu_pc, mu_ev[sel], 1, t_dec[mu_ev][sel], np.inf)); tracks.append((vertex[mu_ev][sel], mu_end[sel]))
+    pcs.append((mu_pc, mu_ev[sel], 1, t_dec[mu_ev][sel], np.inf))
+    tracks.append((vertex[mu_ev][sel], mu_end[sel]))
 
     # positrons: π→eν line or Michel (spin opposite to the muon momentum), boosted after a decay in flight
-    e_E = np.full(M, E_E_PI); e_p = P_E_PI * isotropic(rng, M); e_t = t_dec.copy(); e_vtx = vertex.copy()
+    e_E = np.full(M, E_E_PI)
+    e_p = P_E_PI * isotropic(rng, M)
+    e_t = t_dec.copy()
+    e_vtx = vertex.copy()
     x, cth = sample_michel(rng, len(mu_ev), cfg.muon_polarization)
     Ee = np.maximum(x * W_MICHEL, M_E * 1.0001)
     de = rotate_from_axis(-dm, cth, rng.uniform(0, 2 * np.pi, len(mu_ev)))
-    Tmd = mu_tab.energy(r_dec_m); beta_mu = (np.sqrt(Tmd * (Tmd + 2 * M_MU)) / (Tmd + M_MU))[:, None] * dm
+    Tmd = mu_tab.energy(r_dec_m)
+    beta_mu = (np.sqrt(Tmd * (Tmd + 2 * M_MU)) / (Tmd + M_MU))[:, None] * dm
     Ee, pe = boost(Ee, np.sqrt(Ee**2 - M_E**2)[:, None] * de, beta_mu)
     e_E[mu_ev], e_p[mu_ev], e_t[mu_ev], e_vtx[mu_ev] = Ee, pe, t_mich, mu_end
     ev_pienu = np.flatnonzero(pienu)
     if cfg.decays_in_flight:
         e_E[ev_pienu], e_p[ev_pienu] = boost(e_E[ev_pienu], e_p[ev_pienu], beta_pi[ev_pienu])
-    pmag = np.linalg.norm(e_p, axis=1); de_all = e_p / pmag[:, None]
+    pmag = np.linalg.norm(e_p, axis=1)
+    de_all = e_p / pmag[:, None]
     Le = _path_to_exit(geo, e_vtx, de_all)
     sel = np.flatnonzero((e_t >= lo - 5) & (e_t <= hi + 5))
     e_pc, e_off = _trace(geo, rng, e_vtx[sel], de_all[sel], Le[sel], p=pmag[sel], ms=cfg.multiple_scattering,
                           cap=cfg.mip_deposit_cap)
-    e_end = e_vtx[sel] + de_all[sel] * Le[sel, None]; e_end[:, :2] += e_off
-    pcs.append((e_pc, sel, 2, e_t[sel], 1.0)); tracks.append((e_vtx[sel], e_end))
+    e_end = e_vtx[sel] + de_all[sel] * Le[sel, None]
+    e_end[:, :2] += e_off
+    pcs.append((e_pc, sel, 2, e_t[sel], 1.0))
+    tracks.append((e_vtx[sel], e_end))
 
     # --- collect pieces with global track ids, times, MC ids
     parts, trk_start, trk_end, off = [], [], [], 0
@@ -285,7 +319,9 @@ def _simulate_chunk(n: int, cfg: AtarSimConfig, rng: np.random.Generator, first_
                           plane=pc["plane"], strip=pc["strip"], edep=pc["edep"],
                           time=t0[g] + (pc["s"] / (beta * C_MM_NS) if np.isfinite(beta) else 0.0),
                           track=g + off))
-        trk_start.append(s0); trk_end.append(s1); off += len(mc_idx)
+        trk_start.append(s0)
+        trk_end.append(s1)
+        off += len(mc_idx)
     allp = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
     inwin = (allp["time"] >= lo) & (allp["time"] <= hi)
     allp = {k: v[inwin] for k, v in allp.items()}
@@ -306,7 +342,8 @@ def _decay_in_flight(rng, table, R0, tau, enabled):
 
 def _path_to_exit(geo, x, d):
     "Path length from points `x` along unit vectors `d` to the surface of the stack."
-    lo = np.array([-geo.half_width, -geo.half_width, 0.0]); hi = np.array([geo.half_width, geo.half_width, geo.depth])
+    lo = np.array([-geo.half_width, -geo.half_width, 0.0])
+    hi = np.array([geo.half_width, geo.half_width, geo.depth])
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(d > 0, (hi - x) / d, np.where(d < 0, (lo - x) / d, np.inf))
     return np.clip(np.min(t, axis=1), 0, None)
@@ -318,15 +355,19 @@ def _lists(values, counts, dtype) -> pa.Array:
 
 def _unique(key: np.ndarray):
     "Sorted unique values and the inverse index, by one sort (faster here than np.unique's hashing)."
-    order = np.argsort(key, kind="stable"); sk = key[order]
-    new = np.ones(len(sk), bool); new[1:] = sk[1:] != sk[:-1]
-    inv = np.empty(len(sk), np.int64); inv[order] = np.cumsum(new) - 1
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    new = np.ones(len(sk), bool)
+    new[1:] = sk[1:] != sk[:-1]
+    inv = np.empty(len(sk), np.int64)
+    inv[order] = np.cumsum(new) - 1
     return sk[new], inv
 
 def _assemble(n, first_event_id, cfg, geo, hit, piece_hit, pcs, trk_start, trk_end, tr):
     order, tg = time_groups(hit["ev"], hit["time"], cfg.time_group_gap, span=cfg.window_end - cfg.window_start + 10.0)
     hit = {k: v[order] for k, v in hit.items()}
-    rank = np.empty_like(order); rank[order] = np.arange(len(order))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
     nh_ev = np.bincount(hit["ev"], minlength=n)
     # contributing MC events per hit
     kept = piece_hit >= 0
@@ -337,8 +378,11 @@ def _assemble(n, first_event_id, cfg, geo, hit, piece_hit, pcs, trk_start, trk_e
     # groups
     newg = np.ones(len(tg), bool)
     if len(tg): newg[1:] = (hit["ev"][1:] != hit["ev"][:-1]) | (tg[1:] != tg[:-1])
-    gid = np.cumsum(newg) - 1; gst = np.flatnonzero(newg); ng = len(gst)
-    g_ev = hit["ev"][gst]; ng_ev = np.bincount(g_ev, minlength=n)
+    gid = np.cumsum(newg) - 1
+    gst = np.flatnonzero(newg)
+    ng = len(gst)
+    g_ev = hit["ev"][gst]
+    ng_ev = np.bincount(g_ev, minlength=n)
     g_mask = np.bitwise_or.reduceat(hit["mask"], gst) if ng else np.zeros(0, np.int8)
     g_e = {k: np.bincount(gid, weights=hit[f"e_{k}"], minlength=ng) for k in ("pion", "muon", "mip")}
     # main track of each group: the track with the largest true deposit in the group
@@ -347,17 +391,24 @@ def _assemble(n, first_event_id, cfg, geo, hit, piece_hit, pcs, trk_start, trk_e
     uk, inv = _unique(key)
     esum = np.bincount(inv, weights=pcs["edep"][kept])
     ug, ut = uk // (len(trk_start) + 1), uk % (len(trk_start) + 1)
-    best = np.lexsort((-esum, ug)); first = np.ones(len(best), bool); first[1:] = ug[best][1:] != ug[best][:-1]
-    main = np.zeros(ng, np.int64); main[ug[best][first]] = ut[best][first]
+    best = np.lexsort((-esum, ug))
+    first = np.ones(len(best), bool)
+    first[1:] = ug[best][1:] != ug[best][:-1]
+    main = np.zeros(ng, np.int64)
+    main[ug[best][first]] = ut[best][first]
     gs, ge = trk_start[main], trk_end[main]
-    trk_mc = np.zeros(len(trk_start), np.int64); trk_mc[pcs["track"]] = pcs["mc"]
+    trk_mc = np.zeros(len(trk_start), np.int64)
+    trk_mc[pcs["track"]] = pcs["mc"]
     g_mc = trk_mc[main]                                      # the MC event of the group's main track
 
     f32 = np.float32
-    mu_end = np.full((n, 3), np.nan); t_mich = np.full(n, np.nan)
+    mu_end = np.full((n, 3), np.nan)
+    t_mich = np.full(n, np.nan)
     prim_mu = tr["mu_ev"] < n
-    mu_end[tr["mu_ev"][prim_mu]] = tr["mu_end"][prim_mu]; t_mich[tr["mu_ev"][prim_mu]] = tr["t_mich"][prim_mu]
-    mu_dif = np.zeros(n, bool); mu_dif[tr["mu_ev"][prim_mu]] = tr["mu_dif"][prim_mu]
+    mu_end[tr["mu_ev"][prim_mu]] = tr["mu_end"][prim_mu]
+    t_mich[tr["mu_ev"][prim_mu]] = tr["t_mich"][prim_mu]
+    mu_dif = np.zeros(n, bool)
+    mu_dif[tr["mu_ev"][prim_mu]] = tr["mu_dif"][prim_mu]
     nullable = lambda a: pa.array(a.astype(f32), mask=np.isnan(a))
     cols = {
         "event_id": pa.array(first_event_id + np.arange(n, dtype=np.int64)),
