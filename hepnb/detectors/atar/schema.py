@@ -22,7 +22,8 @@ PDG = {"pion": 211, "muon": -13, "positron": -11, "electron": 11}
 
 # the levels below the event that are more than a plain list: hits and time groups are plain lists
 LEVELS = (Level("hit_list", parent="hit", doc="a list per hit (e.g. all MC events contributing to the hit)"),
-          Level("group_pair", pairs_of="group", doc="ordered pairs of time groups, row-major: entry i·G + j is (i, j)"))
+          Level("group_pair", pairs_of="group",
+                doc="ordered pairs of time groups, row-major: entry i·G + j is (i, j)"))
 
 def _group_count_check(table: pa.Table, where: str) -> None:
     "Group columns have one entry per time group: max(hits_time_group) + 1 per event."
@@ -33,15 +34,17 @@ def _group_count_check(table: pa.Table, where: str) -> None:
     if len(pc.list_flatten(tg)):
         parents = pc.list_parent_indices(tg).to_numpy()
         vals = pc.list_flatten(tg).to_numpy(zero_copy_only=False).astype(np.int64)
-        mx = np.full(len(tg), -1, np.int64); np.maximum.at(mx, parents, vals); mx += 1
+        mx = np.full(len(tg), -1, np.int64)
+        np.maximum.at(mx, parents, vals)
+        mx += 1
     n = pc.list_value_length(table.column(gcols[0]).combine_chunks()).fill_null(0).to_numpy(zero_copy_only=False)
     if not np.array_equal(n, mx):
         row = int(np.flatnonzero(n != mx)[0])
         raise HepnbError(f"{n[row]} group entries but hits_time_group implies {mx[row]} groups (row {row})",
                          where=f"{where} [column {gcols[0]}]")
 
-EVENTS = register_schema(Schema("atar.events", 1, doc="hepnb ATAR events (simulation or ingest)", checks=(_group_count_check,),
-                                levels=LEVELS, columns=(
+EVENTS = register_schema(Schema("atar.events", 1, doc="hepnb ATAR events (simulation or ingest)",
+                                checks=(_group_count_check,), levels=LEVELS, columns=(
     Column("event_id", "event", i64, doc="event key"),
     Column("decay_mode", "event", i8, doc="0 = π→μ→e, 1 = π→eν (triggered pion)"),
     Column("pion_dif", "event", b, doc="the pion decayed in flight"),
@@ -80,7 +83,8 @@ EVENTS = register_schema(Schema("atar.events", 1, doc="hepnb ATAR events (simula
     Column("group_total_muon_energy", "group", f32, "MeV"),
     Column("group_total_mip_energy", "group", f32, "MeV"),
     Column("group_time", "group", f32, "ns", "time of the group's first hit"),
-    Column("group_mc_event_id", "group", i16, doc="MC event of the group's main track (0 = triggered): the pattern finder's truth"),
+    Column("group_mc_event_id", "group", i16,
+           doc="MC event of the group's main track (0 = triggered): the pattern finder's truth"),
     Column("group_start_x", "group", f32, "mm", "start of the group's main track"),
     Column("group_start_y", "group", f32, "mm"),
     Column("group_start_z", "group", f32, "mm"),
@@ -93,7 +97,8 @@ EVENTS = register_schema(Schema("atar.events", 1, doc="hepnb ATAR events (simula
 def _g(name, dt, unit="", doc="", nullable=False): return Column(name, "group", dt, unit, doc, nullable, required=False)
 def _h(name, dt, unit="", doc="", required=False): return Column(name, "hit", dt, unit, doc, required=required)
 
-PIONEER_ML = register_schema(Schema("atar.pioneer_ml", 1, exact_types=False, checks=(_group_count_check,), levels=LEVELS,
+PIONEER_ML = register_schema(Schema("atar.pioneer_ml", 1, exact_types=False, checks=(_group_count_check,),
+                                    levels=LEVELS,
     doc="Parquet layout of the PIONEER ML code (group-level lists)", columns=(
     Column("event_id", "event", i64, doc="event key"),
     _h("hits_coord", f32, "mm", required=True), _h("hits_z", f32, "mm", required=True),
