@@ -27,7 +27,8 @@ def _groups_with(table: pa.Table, bit: int, goff: np.ndarray) -> np.ndarray:
     nh = _lengths(table.column("hits_time_group"))
     ev = np.repeat(np.arange(table.num_rows), nh)
     g = goff[:-1][ev] + _flat_np(table.column("hits_time_group")).astype(np.int64)
-    sel = (_flat_np(table.column("hits_mc_event_id")) == 0) & ((_flat_np(table.column("hits_particle_mask")) & bit) != 0)
+    triggered = _flat_np(table.column("hits_mc_event_id")) == 0
+    sel = triggered & ((_flat_np(table.column("hits_particle_mask")) & bit) != 0)
     out = np.zeros(int(goff[-1]), bool)
     out[g[sel]] = True
     return out
@@ -53,7 +54,8 @@ def to_pioneer_ml(table: pa.Table, *, drop_time: bool = False, triggered_only: b
     goff = np.concatenate([[0], np.cumsum(ng)])
     pion = _flat_np(table.column("group_pion_in")).astype(bool)
     if triggered_only: pion &= _groups_with(table, PARTICLE_BITS["pion"], goff)
-    positron = _flat_np(table.column("group_mip_in")).astype(bool) & _groups_with(table, PARTICLE_BITS["positron"], goff)
+    positron = (_flat_np(table.column("group_mip_in")).astype(bool)
+                & _groups_with(table, PARTICLE_BITS["positron"], goff))
     built = {**{f"pion_stop_{a}": _per_group(table.column(f"pion_stop_{a}"), pion, ng, goff) for a in "xyz"},
              **{f"positron_p{a}": _per_group(table.column(f"positron_p{a}"), positron, ng, goff) for a in "xyz"}}
     cols, fields = [], []
@@ -61,9 +63,12 @@ def to_pioneer_ml(table: pa.Table, *, drop_time: bool = False, triggered_only: b
         if c.name == "hits_time" and drop_time: continue
         col = built.get(c.name, table.column(c.name) if c.name in table.column_names else None)
         if col is None: continue
-        cols.append(col.cast(c.arrow_type())); fields.append(pa.field(c.name, c.arrow_type()))
+        cols.append(col.cast(c.arrow_type()))
+        fields.append(pa.field(c.name, c.arrow_type()))
     if extra:
         for name in table.column_names:
-            if name.startswith(("hits_", "group_")) and name not in PIONEER_ML.names and not (drop_time and name == "hits_time"):
-                cols.append(table.column(name)); fields.append(table.schema.field(name))
+            if (name.startswith(("hits_", "group_")) and name not in PIONEER_ML.names
+                    and not (drop_time and name == "hits_time")):
+                cols.append(table.column(name))
+                fields.append(table.schema.field(name))
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))
