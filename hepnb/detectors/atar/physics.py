@@ -27,8 +27,9 @@ class AtarGeometry:
 
     def __post_init__(self):
         from hepnb.core import HepnbError
-        for k, ok in (("n_planes", self.n_planes >= 1), ("n_strips", self.n_strips >= 1), ("strip_pitch", self.strip_pitch > 0),
-                      ("thickness", self.thickness > 0), ("gap", self.gap >= 0), ("first_strip_type", self.first_strip_type in (0, 1))):
+        for k, ok in (("n_planes", self.n_planes >= 1), ("n_strips", self.n_strips >= 1),
+                      ("strip_pitch", self.strip_pitch > 0), ("thickness", self.thickness > 0), ("gap", self.gap >= 0),
+                      ("first_strip_type", self.first_strip_type in (0, 1))):
             if not ok: raise HepnbError(f"geometry parameter {k} is out of range: {getattr(self, k)!r}", where=k)
 
     @property
@@ -79,7 +80,9 @@ def density_effect(betagamma, m=SI):
 def bethe_dedx(T, M, m=SI):
     "Mean stopping power −dE/dx in MeV cm²/g of a charge-1 particle of mass `M` and kinetic energy `T` (MeV)."
     T = np.asarray(T, float)
-    gamma = 1 + T / M; bg2 = gamma**2 - 1; b2 = bg2 / gamma**2
+    gamma = 1 + T / M
+    bg2 = gamma**2 - 1
+    b2 = bg2 / gamma**2
     wmax = 2 * M_E * bg2 / (1 + 2 * gamma * M_E / M + (M_E / M) ** 2)
     L = 0.5 * np.log(2 * M_E * bg2 * wmax / m["I"] ** 2) - b2 - density_effect(np.sqrt(bg2), m) / 2
     return K_BETHE * m["Z"] / m["A"] / b2 * L
@@ -129,14 +132,16 @@ def range_table(mass: float, t_max: float = 500.0, n: int = 4000) -> RangeTable:
 # %% ../../../nbs/atar/11_physics.ipynb #575e7895
 def mip_mpv(path_mm, p, mass=M_E, m=SI):
     "Landau–Vavilov–Bichsel most probable deposit (MeV) and ξ (MeV) for a path of `path_mm` silicon."
-    bg = np.asarray(p, float) / mass; b2 = bg**2 / (1 + bg**2)
+    bg = np.asarray(p, float) / mass
+    b2 = bg**2 / (1 + bg**2)
     xi = 0.5 * K_BETHE * m["Z"] / m["A"] * m["rho"] * np.asarray(path_mm) / 10 / b2
     mpv = xi * (np.log(2 * M_E * bg**2 / m["I"]) + np.log(xi / m["I"]) + 0.200 - b2 - density_effect(bg, m))
     return mpv, xi
 
 def sample_landau(rng, size):
     "Standard Landau λ (mode −0.2228, FWHM 4.018) by the Chambers–Mallows–Stuck method."
-    V = rng.uniform(-np.pi / 2, np.pi / 2, size); W = rng.exponential(1.0, size)
+    V = rng.uniform(-np.pi / 2, np.pi / 2, size)
+    W = rng.exponential(1.0, size)
     X = (2 / np.pi) * ((np.pi / 2 + V) * np.tan(V) - np.log((np.pi / 2) * W * np.cos(V) / (np.pi / 2 + V)))
     return (np.pi / 2) * X + np.log(np.pi / 2)
 
@@ -161,20 +166,25 @@ def sample_michel(rng, size, polarization=0.0):
 
 def isotropic(rng, size):
     "Unit vectors uniform on the sphere, shape (size, 3)."
-    c = rng.uniform(-1, 1, size); phi = rng.uniform(0, 2 * np.pi, size); s = np.sqrt(1 - c**2)
+    c = rng.uniform(-1, 1, size)
+    phi = rng.uniform(0, 2 * np.pi, size)
+    s = np.sqrt(1 - c**2)
     return np.stack([s * np.cos(phi), s * np.sin(phi), c], 1)
 
 def rotate_from_axis(axis, cos_theta, phi):
     "Unit vectors at polar angle acos(`cos_theta`) and azimuth `phi` around unit vectors `axis` (n, 3)."
     a = np.asarray(axis, float)
     helper = np.where(np.abs(a[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
-    u = np.cross(a, helper); u /= np.linalg.norm(u, axis=1, keepdims=True); v = np.cross(a, u)
+    u = np.cross(a, helper)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = np.cross(a, u)
     s = np.sqrt(np.clip(1 - cos_theta**2, 0, None))
     return a * cos_theta[:, None] + u * (s * np.cos(phi))[:, None] + v * (s * np.sin(phi))[:, None]
 
 def boost(E, p, beta_vec):
     "Lorentz-boost four-momenta (E, p[n,3]) by velocities `beta_vec` [n,3] (lab = parent moving with β)."
-    b2 = (beta_vec**2).sum(1); g = 1 / np.sqrt(1 - b2)
+    b2 = (beta_vec**2).sum(1)
+    g = 1 / np.sqrt(1 - b2)
     bp = (beta_vec * p).sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         k = np.where(b2 > 0, (g - 1) * bp / b2, 0.0)
