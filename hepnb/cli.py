@@ -429,7 +429,8 @@ def cmd_detectors(args) -> int:
             try: presets = ", ".join(sorted(getattr(det.load("simulation"), "PRESETS", {}))) or "-"
             except HepnbError as e: presets = f"BROKEN: {e.msg}"
             print(f"  simulation presets: {presets}")
-        ml = {t.stage: t.name for t in det.tasks}
+        ml = {t.stage: t.name for t in det.tasks if t.stage}
+        other = [t for t in det.tasks if not t.stage]
         classical = set()
         if det.stages:
             try: classical = set(det.load("stages").CLASSICAL)
@@ -437,6 +438,7 @@ def cmd_detectors(args) -> int:
         print("  stages (ML task / classical):")
         for stage in sorted(set(ml) | classical):
             print(f"    {stage:<24} {ml.get(stage, '-'):<16} {'yes' if stage in classical else '-'}")
+        for t in other: print(f"  training task without a stage: {t.name} ({t.description})")
         print()
     return 0
 

@@ -26,7 +26,8 @@ def load_ref(ref: str, where: str):
 
 @dataclass(frozen=True)
 class Task:
-    "An ML reconstruction task: its name on the command line and the stage whose predictions it makes."
+    """An ML task: its name on the command line and the stage whose predictions it makes ('' for one that makes none,
+    such as pretraining an encoder for other tasks to start from)."""
     name: str
     stage: str
     description: str = ""

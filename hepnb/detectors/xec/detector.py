@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/xec/17_detector.ipynb #e3019103
 from __future__ import annotations
-from ...registry import Detector
+from ...registry import Detector, Task
 
 DETECTOR = Detector(
     name="xec",
@@ -13,6 +13,16 @@ DETECTOR = Detector(
     geometry="hepnb.detectors.xec.geometry",
     simulation="hepnb.detectors.xec.sim",
     stages="hepnb.detectors.xec.stages",
+    training="hepnb.detectors.xec.training",
+    evaluator="hepnb.detectors.xec.evaluate",
+    tasks=(
+        Task("energy", "xec.energy", "the γ's energy (GeV)"),
+        Task("position", "xec.position", "the first interaction point u, v, w (cm)"),
+        Task("time", "xec.time", "the event time (ns)"),
+        Task("angle", "xec.angle", "the emission direction (θ, φ in degrees)"),
+        Task("inpaint", "xec.inpaint", "the light of dead sensors, from the live ones"),
+        Task("mae", "", "masked-sensor pretraining of the encoder (for init_from; no stage)"),
+    ),
 )
 
 # %% auto #0

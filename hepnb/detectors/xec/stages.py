@@ -331,4 +331,6 @@ def calibrate(table: pa.Table, base: Calibration | None = None) -> Calibration:
     return dataclasses.replace(cal, time_offset=float(offset))
 
 # %% ../../../nbs/xec/40_stages.ipynb #5e4d4776
-CLASSICAL = {"xec.position": LocalFit, "xec.energy": PhotonSum, "xec.time": WeightedTime, "xec.angle": VertexToPoint}
+from .inpaint import NeighbourMean     # noqa: E402  (the inpainting stage lives in its own module)
+CLASSICAL = {"xec.position": LocalFit, "xec.energy": PhotonSum, "xec.time": WeightedTime, "xec.angle": VertexToPoint,
+             "xec.inpaint": NeighbourMean}
