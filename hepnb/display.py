@@ -192,8 +192,8 @@ class Browser:
     def __init__(self, index: KeyIndex, rows=(), key_name: str = "event_id"):
         import ipywidgets as W
         self.index, self.nav, self._updating = index, Navigator(np.asarray(rows, np.int64)), False
-        self.w_prev = W.Button(description="◀ previous", layout=W.Layout(width="auto"))
-        self.w_next = W.Button(description="next ▶", layout=W.Layout(width="auto"))
+        self.w_prev = W.Button(description="◀ previous", layout=W.Layout(width="auto", flex="0 0 auto"))   # never squeezed
+        self.w_next = W.Button(description="next ▶", layout=W.Layout(width="auto", flex="0 0 auto"))
         self.w_pos = W.BoundedIntText(value=1, min=1, max=1, description="#", layout=W.Layout(width="150px"))
         self.w_key = W.IntText(value=0, description=key_name, continuous_update=False, layout=W.Layout(width="200px"))
         self.w_status = W.HTML()

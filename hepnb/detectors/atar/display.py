@@ -13,7 +13,7 @@ from .display_data import (DISPLAY_COLUMNS, EventFilter, EventStore, load_predic
                            worst_events)
 from .display_views import (LEGEND, MIXED_COLOR, N_SLOTS, PARTICLE_SLOTS, _axes, _customdata, _trace, figure_data,
                             gallery, linked_hits, outline, scene, selection_data, static_event_figure, to_phoenix,
-                            trace_layout, write_phoenix)
+                            trace_layout, trace_style, write_phoenix)
 
 # %% auto #0
 __all__ = ['STAGE_SELECTIONS', 'EventBrowser']
@@ -26,6 +26,25 @@ STAGE_SELECTIONS = {"misclassified": "misclassified events ({})", "wrong_groups"
 def _split_color(value: str) -> tuple[str, str | None]:
     mode, _, impl = value.partition(":")
     return mode, impl or None
+
+_SYMBOL = {"hits": "●", "truth_stop": "✕", "truth_muon": "◇", "truth_positron": "→", "truth_ends": "■", "pred_stop": "○",
+           "pred_ends": "□", "pred_positron": "⇢"}
+
+def _legend(keys, fd: dict) -> str:
+    "The legend of the 2-D views as one HTML line: a coloured symbol and the name of every category drawn."
+    import html
+    items, seen = [], set()
+    for k in keys:
+        if k[-1] not in (0, 1) or k not in fd or k[0] not in _SYMBOL or not len(fd[k].get("x", ())): continue
+        style = trace_style(k)
+        name = fd[k].get("name") or style.get("name")
+        if not name or name in seen: continue
+        seen.add(name)
+        c = fd[k].get("marker", {}).get("color", style.get("marker", {}).get("color", style.get("line", {}).get("color")))
+        swatch = (f"<span style='color:{c}'>{_SYMBOL[k[0]]}</span>" if isinstance(c, str) else
+                  "<span style='background:linear-gradient(90deg,#440154,#21918c,#fde725)'>&nbsp;&nbsp;&nbsp;&nbsp;</span>")
+        items.append(f"<span style='white-space:nowrap'>{swatch} {html.escape(name)}</span>")
+    return "<div style='font-size:12px;line-height:1.6'>" + " &nbsp;&nbsp; ".join(items) + "</div>"
 
 class EventBrowser(Browser):
     "Browse a dataset's events in JupyterLab: controls, XZ/YZ strip views and a 3-D view, truth and predictions."
@@ -64,7 +83,7 @@ class EventBrowser(Browser):
         self.w_time = W.FloatRangeSlider(value=(0.0, tmax), min=0.0, max=tmax, step=max(tmax / 200, 1e-3), description="t(π) [ns]",
                                          continuous_update=False, readout_format=".1f")
         self.w_stage = W.Dropdown(options=stages, value="all", description="stage", layout=W.Layout(width="320px"))
-        self.w_hits = W.HTML()
+        self.w_hits, self.w_legend = W.HTML(), W.HTML()
         self.w_color.observe(lambda c: self._guard(self.set_color, c["new"]), "value")
         self.w_extent.observe(lambda c: self._guard(self.set_extent, c["new"]), "value")
         # the 3-D view costs most of a switch in the browser (WebGL): it can be switched off while stepping through events
@@ -76,10 +95,11 @@ class EventBrowser(Browser):
         self.filter = event_filter or EventFilter()
         self.nav.select(select_events(self.table, self.filter))
         self._box3d = W.Box([self.fig3d], layout=W.Layout(flex="1 1 62%", min_width="0", display=None if three_d else "none"))
+        wrap = W.Layout(flex_flow="row wrap")                # narrow notebooks: controls go to a second line
         self.widget = W.VBox([W.HBox([self.w_prev, self.w_next, self.w_pos, self.w_event_id, self.w_color, self.w_extent,
-                                      self.w_3d]),
-                              W.HBox([self.w_mode, self.w_pileup, self.w_time, self.w_stage]),
-                              self.w_status, self.fig2d, W.HBox([self._box3d, self.w_hits])])
+                                      self.w_3d], layout=wrap),
+                              W.HBox([self.w_mode, self.w_pileup, self.w_time, self.w_stage], layout=wrap),
+                              self.w_status, self.w_legend, self.fig2d, W.HBox([self._box3d, self.w_hits])])
         self.w_hits.layout = W.Layout(flex="0 1 38%", overflow="auto")
         self.show(0)
 
@@ -96,9 +116,10 @@ class EventBrowser(Browser):
             if key[-1] == 3: f3.add_trace(_trace(key, outline(g) if key[0] == "outline" else {}))
             else: f2.add_trace(_trace(key, {}), row=1, col=key[-1] + 1)
         _axes(f2, g)
-        # no fixed width: the views fill the notebook's width (plotly's responsive mode), the legend sits right of them
+        # no fixed width: the views fill the notebook's width (plotly's responsive mode); the legend is an HTML line
+        # above them (`_legend`): plotly redraws its own legend on every switch, a third of a 2-D switch in the browser
         f2.update_layout(height=self.height, autosize=True, margin=dict(l=55, r=10, t=75, b=45), uirevision="event",
-                         dragmode="select", legend=LEGEND, title=dict(text="", font=dict(size=13), x=0, xanchor="left"))
+                         dragmode="select", showlegend=False, title=dict(text="", font=dict(size=13), x=0, xanchor="left"))
         f3.update_layout(height=self.height + 60, autosize=True, margin=dict(l=0, r=0, t=30, b=0), uirevision="event",
                          showlegend=False, scene=scene(g), title=dict(text="3-D: strips as segments, detector outline", font=dict(size=12)))
         self.fig2d, self.fig3d = go.FigureWidget(f2), go.FigureWidget(f3)
@@ -136,6 +157,7 @@ class EventBrowser(Browser):
                          selected=self.selected)
         self.data, self._extent = fd, fd["extent"]
         self._write(fd, new_event=self._new_event)
+        self.w_legend.value = _legend(self.keys, fd)          # sent only when it changes
         self._new_event, self._drawn = False, True
         self._hit_table()
 
