@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 from .metrics import clopper_pearson_upper
 
 # %% auto #0
-__all__ = ['COLORS', 'use_report_style', 'log_axis', 'hist_ylabel', 'hist_trace', 'hist_figure', 'hist2d_figure', 'rate_traces',
-           'misid_curve_traces']
+__all__ = ['COLORS', 'use_report_style', 'log_axis', 'hist_ylabel', 'hist_trace', 'hist_figure', 'hist2d_figure', 'thin_curve',
+           'rate_traces', 'misid_curve_traces']
 
 # %% ../nbs/07_plots.ipynb #877c335e
 COLORS = {"ml": "#d62728", "classical": "#1f77b4"}    # the same two colours in every comparison figure
@@ -89,6 +89,20 @@ def hist2d_figure(x, y, bins=60, *, title: str = "", xaxis: str = "", yaxis: str
     fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, height=420)
     return fig
 
+# %% ../nbs/07_plots.ipynb #81ac82fb
+def thin_curve(x, y, *, n: int = 500, log_x: bool = False, log_y: bool = False) -> np.ndarray:
+    "Indices (sorted) of the points of a curve that keep its drawn shape on an `n` × `n` grid, end points included."
+    def cells(v, log):
+        v = np.asarray(v, float)
+        if log: v = np.log10(np.where(v > 0, v, np.nan))
+        lo, hi = np.nanmin(v) if np.isfinite(v).any() else 0.0, np.nanmax(v) if np.isfinite(v).any() else 1.0
+        c = np.round((v - lo) / ((hi - lo) or 1.0) * n)
+        return np.where(np.isfinite(c), c, -1).astype(np.int64)
+    if len(x) <= 2: return np.arange(len(x))
+    key = cells(x, log_x) * (n + 2) + cells(y, log_y)
+    _, first = np.unique(key, return_index=True)
+    return np.unique(np.concatenate([first, [0, len(x) - 1]]))
+
 # %% ../nbs/07_plots.ipynb #211cff54
 def rate_traces(x, k, n, *, name: str, color: str | None = None, cl: float = 0.90, **kwargs) -> list[go.Scatter]:
     """Fractions k/n at `x` with binomial errors, and downward triangles at the Clopper–Pearson upper limit (`cl`)
@@ -108,14 +122,17 @@ def misid_curve_traces(efficiency, misid, n_background: int, *, name: str, color
                        cl: float = 0.90, **kwargs) -> list[go.Scatter]:
     """A misidentification-vs-efficiency curve (a ROC read the other way) for a log axis: the curve where
     background passed, and over the efficiencies where none did the upper limit on the misidentification as a
-    dashed line (`cl`, Clopper–Pearson for 0 of `n_background`)."""
+    dashed line (`cl`, Clopper–Pearson for 0 of `n_background`); the curve thinned by `thin_curve`."""
     eff, mis = np.asarray(efficiency, float), np.asarray(misid, float)
+    keep = thin_curve(eff, mis, log_y=True)
+    limits = eff[mis <= 0]
+    eff, mis = eff[keep], mis[keep]
     some = mis > 0
     out = [go.Scatter(x=eff[some], y=mis[some], mode="lines", name=name, legendgroup=name, line=dict(color=color),
                       **kwargs)]
-    if (~some).any() and n_background > 0:
+    if len(limits) and n_background > 0:
         lim = clopper_pearson_upper(0, int(n_background), cl=cl)
-        xs = [float(eff[~some].min()), float(eff[~some].max())]
+        xs = [float(limits.min()), float(limits.max())]
         out.append(go.Scatter(x=xs, y=[lim, lim], mode="lines", line=dict(color=color, dash="dash"),
                               legendgroup=name, name=f"{name}: 0 of {n_background} passed, < {lim:.1e} ({cl:.0%} CL)", **kwargs))
     return out
