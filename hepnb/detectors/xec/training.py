@@ -23,7 +23,7 @@ from .schema import INVALID
 
 # %% auto #0
 __all__ = ['HEADS', 'TARGET', 'STAGE_OF_TASK', 'ModelConfig', 'loader_config', 'target_stats', 'regression_loss', 'resolutions',
-           'cluster_mask', 'masked_loss', 'train_task', 'load_model', 'MLStage', 'RegressionStage']
+           'cluster_mask', 'masked_loss', 'train_task', 'load_model', 'MLStage', 'RegressionStage', 'export_model_onnx']
 
 # %% ../../../nbs/xec/42_training.ipynb #6a330539
 HEADS = {"energy": ("energy",), "position": ("uvw",), "time": ("time",), "angle": ("angle",),
@@ -262,3 +262,29 @@ def _stage_columns(task: str, out: dict) -> dict:
     theta = np.degrees(np.arccos(np.clip(u[:, 2], -1, 1)))
     phi = np.degrees(np.arctan2(u[:, 1], -u[:, 0]))
     return {"pred_angle": np.stack([theta, phi], 1).astype(np.float32)}
+
+# %% ../../../nbs/xec/42_training.ipynb #9d6be3e7
+class _Physical(torch.nn.Module):
+    "The regressor from sensor inputs [B, 4760, 4] to its physical predictions, as a tuple in head order."
+    def __init__(self, model: XecModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model.physical(self.model(x))
+        return tuple(out[t] for t in self.model.cfg.tasks)
+
+def export_model_onnx(run_dir: str | os.PathLike, path: str | os.PathLike | None = None, atol: float = 1e-3):
+    "Export a regression run's model to ONNX (`events` dynamic) and check onnxruntime on another batch size: (path, diff)."
+    from hepnb.train import export_onnx, onnx_parity
+    model, mc = load_model(run_dir)
+    if not isinstance(model, XecModel):
+        raise HepnbError(f"expected a regression run, found a {mc.task} run", where=run_dir)
+    net = _Physical(model).eval()
+    g = torch.Generator().manual_seed(0)
+    def inputs(n):
+        return sensor_inputs(torch.rand(n, 4760, generator=g) * 2000, torch.full((n, 4760), 3e-8), mc.norm)
+    path = Path(path or Path(run_dir) / f"{mc.task}.onnx")
+    out = export_onnx(net, (inputs(4),), path, input_names=["sensors"], output_names=list(mc.model().tasks),
+                      dynamic_axes={"sensors": {0: "events"}, **{t: {0: "events"} for t in mc.model().tasks}})
+    return out, onnx_parity(net, out, (inputs(7),), atol=atol)
