@@ -501,8 +501,15 @@ def cmd_settings(args) -> int:
         for f in dataclasses.fields(getattr(s, sec)): print(f"{f.name} = {getattr(getattr(s, sec), f.name)}")
     return 0
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    "Warnings on the command line: one line, `hepnb: warning: ...` (no source file or code line)."
+    text = " ".join(str(message).split())
+    print(f"hepnb: warning: {text}", file=file or sys.stderr)
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `hepnb` command."
+    import warnings
+    warnings.showwarning = _one_line_warning
     try:
         argv = sys.argv[1:] if argv is None else argv
         command = next((a for a in argv if not a.startswith("-")), None)

@@ -8,6 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+
+from conftest import run_cli
 import uproot
 
 from hepnb.core import HepnbError
@@ -137,6 +139,10 @@ def test_missing_required_column(tmp_path, pioneer):
     with pytest.warns(UserWarning, match=r"atar\.pioneer_ml.*hits_edep"):
         ds = ingest(src, tmp_path / "generic")
     assert ds.manifest["schema"] is None
+    # on the command line the warning is one line, with no source file or code line
+    p = run_cli("ingest", src, "--out", tmp_path / "generic-cli", check=0)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hepnb: warning: ") and "hits_edep" in lines[0]
 
 
 def test_mistyped_column(tmp_path, pioneer):
