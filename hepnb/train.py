@@ -41,7 +41,8 @@ def _as_map(value, value_type: type, where: str) -> dict:
     for item in value:
         key, eq, text = str(item).rpartition("=")
         if not eq: raise HepnbError(f"expected KEY=VALUE items, found {item!r}", where=where)
-        try: out[key] = value_type(text)
+        try:
+            out[key] = value_type(text)
         except ValueError:
             raise HepnbError(f"expected a {value_type.__name__} after '=', found {item!r}", where=where) from None
     return out
@@ -185,8 +186,10 @@ def batch_events(batch) -> int:
     if isinstance(batch, (dict, list, tuple, torch.Tensor)):
         t = _first_tensor(batch)
         return int(t.shape[0]) if t is not None and t.dim() else 0
-    try: return len(batch)
-    except TypeError: return 0
+    try:
+        return len(batch)
+    except TypeError:
+        return 0
 
 def epoch_data(loader) -> Callable[[int], Iterable]:
     "`train_data`/`val_data` for a loader reused every epoch: calls `set_epoch` on it, its dataset or sampler."
@@ -233,7 +236,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None) -> 
     "Load a hepnb checkpoint with `weights_only=True`; check its format and, given `model`, its signature."
     path = Path(path)
     if not path.is_file(): raise HepnbError("checkpoint not found", where=path)
-    try: ck = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         lines = [l.strip() for l in str(e).splitlines() if l.strip()] or [""]
         first = next((l for l in lines if l.startswith("WeightsUnpickler error")), lines[0])[:300]
@@ -292,7 +296,8 @@ class MetricsLog:
         self._mlflow = self._start_mlflow(mlflow_uri, run_name) if enabled and mlflow_uri else None
 
     def _start_mlflow(self, uri, run_name):
-        try: import mlflow
+        try:
+            import mlflow
         except ImportError:
             warnings.warn("mlflow_uri given but mlflow is not installed; metrics go to metrics.parquet only")
             return None
@@ -310,7 +315,8 @@ class MetricsLog:
         if not self.enabled or not values: return
         now = _dt.datetime.now(_dt.timezone.utc)
         for k, v in values.items():
-            for c, x in zip(self.cols, (step, epoch, split, k, float(v), now)): self.cols[c].append(x)
+            for c, x in zip(self.cols, (step, epoch, split, k, float(v), now)):
+                self.cols[c].append(x)
         if self._mlflow: self._mlflow.log_metrics({f"{split}/{k}": float(v) for k, v in values.items()}, step=step)
 
     def table(self) -> pa.Table:
@@ -403,7 +409,8 @@ def init_weights(model: nn.Module, source: str | os.PathLike, *, prefix_map: dic
     ignored = [k for k in src if _matches(k, ignore_unexpected)]          # left out before anything else
     renamed = rename_keys([k for k in src if k not in ignored], prefix_map or {})
     sources_of: dict[str, list[str]] = {}
-    for k, t in renamed.items(): sources_of.setdefault(t, []).append(k)
+    for k, t in renamed.items():
+        sources_of.setdefault(t, []).append(k)
     if clash := [f"{ks} -> {t}" for t, ks in sources_of.items() if len(ks) > 1]:   # one of them would be lost
         raise HepnbError(f"the prefix map sends several checkpoint keys to one model key: {_few(clash, 3)}", where=path)
     unexpected = [k for k, t in renamed.items() if t not in target]
@@ -434,7 +441,8 @@ def freeze_params(model: nn.Module, patterns: Iterable[str]) -> list[str]:
         raise HepnbError(f"expected wildcards matching parameter names (such as {_few([n for n, _ in named], 3)}), "
                          f"found {unused} matching none", where="freeze")
     frozen = [(n, p) for n, p in named if _matches(n, patterns)]
-    for _, p in frozen: p.requires_grad_(False)
+    for _, p in frozen:
+        p.requires_grad_(False)
     return [n for n, _ in frozen]
 
 def unfreeze_last(model: nn.Module, blocks: str, k: int) -> list[str]:
@@ -442,7 +450,8 @@ def unfreeze_last(model: nn.Module, blocks: str, k: int) -> list[str]:
     submodule name such as "body.layers" naming an `nn.ModuleList` or `nn.Sequential`; return their names.
     After freezing a backbone, this fine-tunes its top blocks."""
     m = _unwrap(model)
-    try: seq = m.get_submodule(blocks)
+    try:
+        seq = m.get_submodule(blocks)
     except AttributeError:
         raise HepnbError(f"expected a submodule {blocks!r} in {type(m).__name__}, found none "
                          f"(its children: {[n for n, _ in m.named_children()]})", where="unfreeze_last") from None
@@ -468,7 +477,8 @@ def frozen_modules(model: nn.Module) -> list[str]:
         if ps and not any(p.requires_grad for p in ps):
             out.append(name)
             return
-        for child, sub in m.named_children(): visit(f"{name}.{child}" if name else child, sub)
+        for child, sub in m.named_children():
+            visit(f"{name}.{child}" if name else child, sub)
     visit("", _unwrap(model))
     return out
 
@@ -526,7 +536,8 @@ def _concat(parts: list):
     first = parts[0]
     if isinstance(first, dict): return {k: _concat([p[k] for p in parts]) for k in first}
     if isinstance(first, (tuple, list)): return type(first)(_concat([p[i] for p in parts]) for i in range(len(first)))
-    try: return torch.cat(parts)
+    try:
+        return torch.cat(parts)
     except RuntimeError:
         shapes = _few([list(p.shape) for p in parts], 3)
         raise HepnbError(f"expected outputs that concatenate along dim 0, found shapes {shapes}",
@@ -590,8 +601,10 @@ def _means(sums: dict) -> dict: return {k: s / n for k, (s, n) in _host(sums).it
 
 def _len(x) -> int | None:
     "`len(x)`, or None for an iterable without one."
-    try: return len(x)
-    except TypeError: return None
+    try:
+        return len(x)
+    except TypeError:
+        return None
 
 class Trainer:
     """Fit `model` by `loss_fn(model, batch) -> (loss, metrics)` on `train_data(epoch)`; checkpoints and metrics
@@ -662,7 +675,8 @@ class Trainer:
         "Apply `freeze` and `unfreeze_last`; note the modules that stay in eval mode. Something must remain to train."
         cfg = self.config
         if cfg.freeze: freeze_params(self.module, cfg.freeze)
-        for blocks, k in cfg.unfreeze_last.items(): unfreeze_last(self.module, blocks, k)
+        for blocks, k in cfg.unfreeze_last.items():
+            unfreeze_last(self.module, blocks, k)
         if not any(p.requires_grad for p in self.module.parameters()):
             raise HepnbError("expected parameters to train, found every one frozen", where="train config [freeze]")
         self._frozen = [self.module.get_submodule(name) for name in frozen_modules(self.module)]
@@ -670,7 +684,8 @@ class Trainer:
     def _train_mode(self, model: nn.Module, on: bool = True) -> None:
         "`model.train(on)`, but the frozen modules stay in eval mode (no dropout, batch-norm statistics untouched)."
         model.train(on)
-        for m in self._frozen: m.eval()
+        for m in self._frozen:
+            m.eval()
 
     # ---- state ----
     def _local_state(self) -> dict:
@@ -735,7 +750,8 @@ class Trainer:
         state = self.state_dict()
         if self.rank != 0: return
         self.log.flush()
-        for n in names: save_checkpoint(state, self.ckpt_dir / f"{n}.pt")
+        for n in names:
+            save_checkpoint(state, self.ckpt_dir / f"{n}.pt")
 
     # ---- helpers ----
     def _total_steps(self) -> int | None:
@@ -812,7 +828,8 @@ class Trainer:
                 dist.all_reduce(p.grad)
                 p.grad.div_(self.world)
         if good != cfg.grad_accum:
-            for p in params: p.grad.mul_(cfg.grad_accum / good)
+            for p in params:
+                p.grad.mul_(cfg.grad_accum / good)
         # one synchronisation per optimizer step: a non-finite gradient norm must skip the step
         norm = float(nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else float("inf")))
         if not math.isfinite(norm):
@@ -821,7 +838,8 @@ class Trainer:
             return
         self.nonfinite_run = 0
         lr = cfg.lr * lr_factor(self.step, cfg.warmup_steps, self._total_steps(), cfg.schedule)
-        for g, mult in zip(self.opt.param_groups, self.lr_multipliers): g["lr"] = lr * mult
+        for g, mult in zip(self.opt.param_groups, self.lr_multipliers):
+            g["lr"] = lr * mult
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
@@ -830,7 +848,8 @@ class Trainer:
                 d = cfg.ema_decay
                 for e, p in zip(self.ema.parameters(), self.module.parameters()):
                     if p.requires_grad: e.mul_(d).add_(p.detach(), alpha=1 - d)   # a frozen one stays as loaded
-                for e, b in zip(self.ema.buffers(), self.module.buffers()): e.copy_(b)
+                for e, b in zip(self.ema.buffers(), self.module.buffers()):
+                    e.copy_(b)
         if self.step % cfg.log_every == 0:
             row = {**_means(self.sums["window"]), "lr": lr, "grad_norm": norm}
             self.log.log(self.step, self.epoch, "train", row)
@@ -862,7 +881,8 @@ class Trainer:
                              where="train config [max_steps]")
         it = iter(data)
         for i in range(self.batch_in_epoch):                  # fast-forward past the batches already trained on
-            try: next(it)
+            try:
+                next(it)
             except StopIteration:
                 raise HepnbError(f"resuming epoch {self.epoch} needs {self.batch_in_epoch} batches "
                                  f"but train_data gave {i}", where=self.ckpt_dir / "last.pt") from None
@@ -872,8 +892,10 @@ class Trainer:
         bar = progress(total=n_batches, desc=f"epoch {self.epoch}", unit="batch")
         while not self._done():                              # checked between optimizer steps only
             t = time.perf_counter()
-            try: batch = next(it)
-            except StopIteration: break
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
             wait += time.perf_counter() - t
             self.batch_in_epoch += 1
             events += batch_events(batch)
@@ -942,7 +964,8 @@ class Trainer:
         try:
             if self._resume_rng is None: seed_everything(self.config.seed + self.rank)
             elif self.batch_in_epoch == 0: set_rng_state(self._resume_rng)
-            while not self._done() or self.batch_in_epoch > 0: self._train_epoch()   # finish a resumed epoch
+            while not self._done() or self.batch_in_epoch > 0:
+                self._train_epoch()  # finish a resumed epoch
             return {**self.last, "epoch": self.epoch, "step": self.step, "best": self.best,
                     "skipped_batches": self.skipped}
         finally:
@@ -994,8 +1017,10 @@ def export_onnx(model: nn.Module, example_inputs, path: str | os.PathLike, *, in
 
 def onnx_parity(model: nn.Module, path: str | os.PathLike, example_inputs, atol: float = 1e-5) -> float:
     "Largest |ONNX Runtime - torch| over all outputs for `example_inputs`; `HepnbError` if above `atol`."
-    try: import onnxruntime as ort
-    except ImportError: raise HepnbError("onnx_parity needs onnxruntime (pip install onnxruntime)") from None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise HepnbError("onnx_parity needs onnxruntime (pip install onnxruntime)") from None
     inputs = tuple(t.detach().cpu() for t in _as_tuple(example_inputs))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
