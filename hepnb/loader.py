@@ -406,7 +406,8 @@ def _columns(table: pa.Table | pa.RecordBatch, cfg: LoaderConfig, where: str) ->
         b.hoffs, vals = _same_offsets(table, hit_cols, where, key, "hit")
         if cfg.hit_features:                              # one row per hit, then a padding row of zeros
             b.x = np.empty((int(b.hoffs[-1]) + 1, len(cfg.hit_features)), fdt)
-            for j, c in enumerate(cfg.hit_features): b.x[:-1, j] = vals[c]
+            for j, c in enumerate(cfg.hit_features):
+                b.x[:-1, j] = vals[c]
             b.x[-1] = 0
         for c in cfg.hit_targets:
             dt = _work_dtype(vals[c].dtype, fdt)
@@ -416,7 +417,8 @@ def _columns(table: pa.Table | pa.RecordBatch, cfg: LoaderConfig, where: str) ->
         for c in cfg.group_columns:
             dt = _work_dtype(vals[c].dtype, fdt)
             b.g[c] = _padded(vals[c], dt, _pad_value(dt))
-    for c in cfg.event_columns: b.ev[c], b.ok[c] = _event_values(table, c, where, fdt)
+    for c in cfg.event_columns:
+        b.ev[c], b.ok[c] = _event_values(table, c, where, fdt)
     if cfg.dense_features: b.dx = _dense(table, cfg.dense_features, where, key, fdt)
     if cfg.edge_columns:
         b.eoffs, vals = _same_offsets(table, cfg.edge_columns, where, key, "edge")
@@ -528,12 +530,14 @@ def _batch(blk: _Block, rows: np.ndarray, cfg: LoaderConfig) -> Batch:
         out.n_hits = _t(n)
         flat = idx.ravel()
         if blk.x is not None: out.x = _t(blk.x.take(flat, axis=0).reshape(*idx.shape, -1), tdt)
-        for c in cfg.hit_targets: out.hit_targets[c] = _t(_int64(blk.t[c].take(idx)), tdt)
+        for c in cfg.hit_targets:
+            out.hit_targets[c] = _t(_int64(blk.t[c].take(idx)), tdt)
         if padded: out.mask = _t(aux)
         else: out.offsets, out.batch_index = _t(aux), _t(np.repeat(np.arange(len(rows), dtype=np.int64), np.diff(aux)))
     if blk.goffs is not None:
         _, gidx, gaux = _index(blk.goffs, rows, None, padded)
-        for c in cfg.group_columns: out.groups[c] = _t(_int64(blk.g[c].take(gidx)), tdt)
+        for c in cfg.group_columns:
+            out.groups[c] = _t(_int64(blk.g[c].take(gidx)), tdt)
         if padded: out.group_mask = _t(gaux)
         else: out.group_offsets = _t(gaux)
     for c in cfg.event_columns:
@@ -598,8 +602,10 @@ def _check_type(ds: Dataset, sch: pa.Schema | None, name: str, role: str):
                              where=where)
     elif not _is_num(t):
         raise HepnbError(f"an event column must be a scalar number or boolean, found {t}", where=where)
-    try: s = ds.schema
-    except HepnbError: s = None
+    try:
+        s = ds.schema
+    except HepnbError:
+        s = None
     if s is not None and name in s.names:
         col = s.column(name)
         # what the schema declares: a scalar (event), a variable-length list (hits, groups) or a fixed-size list
@@ -718,7 +724,8 @@ def _batches(blocks: Iterator[_Block], cfg: LoaderConfig, rng: np.random.Generat
     # the pool; its stored rows to keep, in pool order (owed first); how many are owed
     pool, keep, owed = None, None, 0
     scratch = scratch or (_Scratch(), _Scratch())     # the next pool is filled while the last one is read: two sets
-    for sc in scratch: sc.events = (size if rng is not None else 0) + bs + cfg.read_rows   # owed + buffer + chunk
+    for sc in scratch:
+        sc.events = (size if rng is not None else 0) + bs + cfg.read_rows  # owed + buffer + chunk
     for blk in blocks:
         if not blk.n: continue
         scratch = scratch[::-1]
@@ -738,7 +745,8 @@ def _batches(blocks: Iterator[_Block], cfg: LoaderConfig, rng: np.random.Generat
         else: seq, stay = np.arange(owed), np.arange(owed, pool.n)
         seq, stay = at[seq], at[stay]                 # pool order -> stored rows
         full = len(seq) - len(seq) % bs
-        for i in range(0, full, bs): yield _batch(pool, seq[i:i + bs], cfg)
+        for i in range(0, full, bs):
+            yield _batch(pool, seq[i:i + bs], cfg)
         keep, owed = np.concatenate([seq[full:], stay]), len(seq) - full
     if pool is None: return
     stay = keep[owed:]
@@ -769,7 +777,8 @@ class EventStream(IterableDataset):
         self.ds = _as_dataset(ds)
         self.config = config.check(where=self.ds.path)
         self.derived = [_as_dataset(d) for d in derived]
-        for d in self.derived: _check_derived(self.ds, d, config.key)
+        for d in self.derived:
+            _check_derived(self.ds, d, config.key)
         self.owner = _resolve(self.ds, self.derived, config)
         # budgets count events, but an event can be 60 hits or 10^5: bound read chunks and the shuffle buffer in bytes
         self.event_bytes = _event_bytes([self.ds, *self.derived], config.columns)
@@ -836,7 +845,8 @@ class EventStream(IterableDataset):
                     if not cols: continue
                     dt = cursors[i].take(t.num_rows) if aligned[i] and cursors[i] is not None else None
                     if dt is not None and np.array_equal(dt.column(key).to_numpy(), ids):
-                        for c in cols: t = t.append_column(c, dt.column(c))
+                        for c in cols:
+                            t = t.append_column(c, dt.column(c))
                     else:
                         aligned[i] = False
                         cursors[i] = None
@@ -847,7 +857,8 @@ class EventStream(IterableDataset):
                 for i in late:
                     if i not in index: index[i] = _KeyIndex(self.derived[i], key, self.derived_columns[i])
                     dt = index[i].lookup(ids)
-                    for c in self.derived_columns[i]: t = t.append_column(c, dt.column(c))
+                    for c in self.derived_columns[i]:
+                        t = t.append_column(c, dt.column(c))
                 if t.num_rows: yield t.select(cfg.columns)
 
     def __iter__(self) -> Iterator[Batch]:
@@ -886,13 +897,17 @@ class EventStream(IterableDataset):
 # %% ../nbs/05_loader.ipynb #b109f88e
 def _process_start(pid: int) -> str | None:
     "The start time of process `pid` (Linux /proc; with the pid it names one process), None where unknown."
-    try: return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError): return None
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 def _alive(pid: int, start: str | None) -> bool:
     "Is the process that had `pid` and started at `start` still running (not gone, not a zombie, pid not reused)?"
-    try: fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError: return False
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
     except OSError:                                   # no /proc: the pid alone
         try:
             os.kill(pid, 0)
@@ -903,7 +918,8 @@ def _alive(pid: int, start: str | None) -> bool:
 
 def _watch_parent(pid: int, start: str | None, every: float = 0.5) -> None:
     "Exit this process soon after process `pid` ends (runs in a daemon thread)."
-    while _alive(pid, start): threading.Event().wait(every)
+    while _alive(pid, start):
+        threading.Event().wait(every)
     os._exit(1)
 
 def _die_with(pid: int, start: str | None, worker_id: int) -> None:
