@@ -239,7 +239,8 @@ def calibration_curve(y, quantile_preds: Mapping[float, object]) -> Calibration:
     if not quantile_preds:
         raise HepnbError("expected a dict {level: predictions}, found an empty one", where="calibration_curve")
     levels = sorted(quantile_preds)
-    for q in levels: _level(q, "calibration_curve(level)")
+    for q in levels:
+        _level(q, "calibration_curve(level)")
     y, ps = _labelled(y, *(quantile_preds[q] for q in levels), where="calibration_curve")
     obs = np.array([np.mean(y <= p) for p in ps])
     return Calibration(np.array(levels, float), obs, np.sqrt(obs * (1 - obs) / len(y)))
