@@ -210,9 +210,12 @@ def _some(names, k: int = 8) -> str:
 def _guard(it: Iterator, where: str, what: str) -> Iterator:
     "Re-raise anything but `HepnbError` from `it` as a `HepnbError` that names `where`."
     while True:
-        try: x = next(it)
-        except StopIteration: return
-        except HepnbError: raise
+        try:
+            x = next(it)
+        except StopIteration:
+            return
+        except HepnbError:
+            raise
         except Exception as e:
             raise HepnbError(f"cannot read {what} (truncated or corrupt file?): {_brief(e)}", where=where) from None
         yield x
@@ -267,14 +270,17 @@ def _step_bytes(step_size: int | str) -> int | None:
     for unit, k in (("KIB", 2**10), ("MIB", 2**20), ("GIB", 2**30),
                     ("KB", 10**3), ("MB", 10**6), ("GB", 10**9), ("B", 1)):
         if s.endswith(unit):
-            try: return int(float(s[:-len(unit)]) * k)
-            except ValueError: break
+            try:
+                return int(float(s[:-len(unit)]) * k)
+            except ValueError:
+                break
     raise HepnbError(f"expected a step size like 10000 (entries) or '64 MB', found {step_size!r}", where="step_size")
 
 # %% ../nbs/04_rootio.ipynb #4cb6a9eb
 def _parquet_source(path: Path, step_size: int | str, sel: _Selection) -> _Source:
     "A Parquet file as a source of record-batch tables (the selected top-level columns only)."
-    try: pf = pq.ParquetFile(path)
+    try:
+        pf = pq.ParquetFile(path)
     except Exception as e:
         raise HepnbError(f"not a readable Parquet file (truncated or corrupt?): {_brief(e)}", where=path) from None
     md = pf.metadata
@@ -334,12 +340,14 @@ def _tables(pieces: Iterator[tuple[int, int, dict[str, pa.Array]]], wheres: dict
     def chunks():
         start, stop, _ = first
         if stop > start: yield table(*first)
-        for piece in pieces: yield table(*piece)
+        for piece in pieces:
+            yield table(*piece)
     return schema, chunks
 
 def _root_trees(f) -> dict[str, str]:
     "Tree-like objects (TTree, TNtuple, RNTuple) in an open ROOT file: {path without cycle: class name}."
-    try: names = f.classnames()
+    try:
+        names = f.classnames()
     except Exception as e:
         raise HepnbError(f"cannot list the file's objects (truncated or corrupt?): {_brief(e)}",
                          where=f.file_path) from None
@@ -348,7 +356,8 @@ def _root_trees(f) -> dict[str, str]:
 def _open_root(path: Path):
     "`uproot.open(path)`, with truncation detected from the header and errors as `HepnbError`."
     import uproot
-    try: f = uproot.open(path)
+    try:
+        f = uproot.open(path)
     except Exception as e:
         raise HepnbError(f"not a readable ROOT file (truncated or corrupt?): {_brief(e)}", where=path) from None
     size, end = path.stat().st_size, getattr(f.file, "fEND", None)
@@ -358,8 +367,10 @@ def _open_root(path: Path):
     return f
 
 def _objects(f) -> str:
-    try: return _some(sorted(f.keys(cycle=False)))
-    except Exception: return "unreadable"
+    try:
+        return _some(sorted(f.keys(cycle=False)))
+    except Exception:
+        return "unreadable"
 
 def _pick_tree(f, path: Path, tree: str | None) -> str:
     trees = _root_trees(f)
@@ -420,9 +431,12 @@ def _unreadable(b) -> str | None:
     if isinstance(interp, UnknownInterpretation):
         named = f" ({b.typename})" if b.typename not in ("", "unknown") else ""
         return "a type uproot has no interpretation for" + named
-    try: interp.awkward_form(b.file)         # what reading with library="ak" builds first
-    except CannotBeAwkward as e: return f"{b.typename} ({_brief(e, 120)})"
-    except Exception: pass
+    try:
+        interp.awkward_form(b.file)  # what reading with library="ak" builds first
+    except CannotBeAwkward as e:
+        return f"{b.typename} ({_brief(e, 120)})"
+    except Exception:
+        pass
     return None
 
 def _entry_ranges(branches: list, n: int, step_size: int | str) -> list[tuple[int, int]]:
@@ -471,7 +485,8 @@ def _readable_branches(cols: list[_Column], n: int, where: str) -> tuple[list[_C
 
 def _read_branch(c: _Column, start: int, stop: int, where: str) -> pa.Array:
     "Entries `start`-`stop` of one branch, as uproot reads them, as an Arrow array."
-    try: arr = c.branch.array(entry_start=start, entry_stop=stop, library="ak", array_cache=None)
+    try:
+        arr = c.branch.array(entry_start=start, entry_stop=stop, library="ak", array_cache=None)
     except Exception as e:
         if "cannot produce Awkward Arrays" in str(e) or type(e).__name__ == "CannotBeAwkward":
             msg = f"expected a type uproot can turn into arrays, found {c.branch.typename}: {_brief(e)}; " \
@@ -502,8 +517,10 @@ def _ttree_source(t, path: Path, tree: str, step_size, sel: _Selection, strict: 
         for start, stop in _entry_ranges([c.branch for c in cols], n, step_size):
             arrays, failed = {}, []
             for c in cols:                          # read them all, so that one message names every failure
-                try: arrays[c.name] = _read_branch(c, start, stop, wheres[c.name])
-                except HepnbError as e: failed.append((c, e))
+                try:
+                    arrays[c.name] = _read_branch(c, start, stop, wheres[c.name])
+                except HepnbError as e:
+                    failed.append((c, e))
             if failed:
                 first = failed[0][1]
                 raise HepnbError(first.msg + _more([c.path for c, _ in failed[1:]]), where=first.where)
@@ -515,7 +532,8 @@ def _ttree_source(t, path: Path, tree: str, step_size, sel: _Selection, strict: 
 def _rntuple_source(r, path: Path, tree: str, step_size, sel: _Selection, strict: bool) -> _Source | None:
     "An RNTuple as a source: its top-level fields, chunk by chunk."
     where = f"{path} [RNTuple {tree}]"
-    try: fields = list(r.keys(recursive=False))
+    try:
+        fields = list(r.keys(recursive=False))
     except Exception as e:
         raise HepnbError(f"cannot read the RNTuple's fields: {_brief(e)}", where=where) from None
     if not fields: raise HepnbError("the RNTuple has no fields", where=where)
@@ -560,8 +578,10 @@ def _root_source(f, path: Path, tree: str, step_size: int | str, sel: _Selection
         raise HepnbError(msg, where=where) from None
     if stored is not None: return _restored_source(t, path, tree, stored, step_size, sel, strict)
     if what == "RNTuple": return _rntuple_source(t, path, tree, step_size, sel, strict)
-    try: return _ttree_source(t, path, tree, step_size, sel, strict)
-    except HepnbError: raise
+    try:
+        return _ttree_source(t, path, tree, step_size, sel, strict)
+    except HepnbError:
+        raise
     except Exception as e:
         raise HepnbError(f"cannot read the tree's branches (truncated or corrupt?): {_brief(e)}", where=where) from None
 
@@ -623,8 +643,10 @@ def _checked(src: _Source, sch: Schema | None) -> Iterator[pa.Table]:
 # %% ../nbs/04_rootio.ipynb #34214ef9
 def _write(w: DatasetWriter, t: pa.Table, where: str) -> None:
     "`w.write(t)`, with Arrow's and Parquet's errors (a type the checks did not foresee) as one line."
-    try: w.write(t)
-    except HepnbError: raise
+    try:
+        w.write(t)
+    except HepnbError:
+        raise
     except (pa.ArrowException, ValueError, TypeError) as e:
         raise HepnbError(f"cannot write the data as Parquet: {_brief(e)}", where=where) from None
 
@@ -677,7 +699,8 @@ _COUNTER = "__len"
 
 def _depth_leaf(t: pa.DataType) -> tuple[int, pa.DataType]:
     d = 0
-    while pa.types.is_list(t) or pa.types.is_large_list(t): t, d = t.value_type, d + 1
+    while pa.types.is_list(t) or pa.types.is_large_list(t):
+        t, d = t.value_type, d + 1
     return d, t
 
 def _leaf_code(t: pa.DataType, depth: int, where: str) -> str:
@@ -848,7 +871,8 @@ def convert_to_root(dataset: Dataset | str | os.PathLike, out_root: str | os.Pat
                          counter_name=lambda c: f"{c}{_COUNTER}")
             for chunk in _chunks_of(ds.iter_batches(batch_size=batch_size), chunk_bytes):
                 data = {}
-                for lay in lays: data.update(_encode(chunk.column(lay["name"]).combine_chunks(), lay))
+                for lay in lays:
+                    data.update(_encode(chunk.column(lay["name"]).combine_chunks(), lay))
                 t.extend(data)
             f[ROOT_MANIFEST] = json.dumps(meta, default=str)
         with open(tmp, "rb+") as fh: os.fsync(fh.fileno())
@@ -904,7 +928,8 @@ def _restored_source(t, path: Path, tree: str, stored: dict, step_size, sel: _Se
         for ch in _guard(it, where, "ROOT baskets"):
             cols = []
             for f in schema:
-                try: cols.append(_decode(ch, lays[f.name], f.type))
+                try:
+                    cols.append(_decode(ch, lays[f.name], f.type))
                 except Exception as e:
                     raise HepnbError(f"cannot rebuild the column from its branches {lays[f.name]['branches']}: "
                                      f"{_brief(e)}", where=f"{where} [column {f.name}]") from None
