@@ -74,8 +74,10 @@ class DatasetWriter:
     def _abort(self, et, ev, tb):
         "Drop the unfinished dataset (nothing becomes visible under the target name) and release the lock."
         if self._writer is not None:
-            try: self._writer.close()
-            except Exception: pass
+            try:
+                self._writer.close()
+            except Exception:
+                pass
             self._writer = None
         output, self._output = self._output, None
         if output is not None:
@@ -99,7 +101,8 @@ class DatasetWriter:
                                  f"and {key.null_count} null(s)",
                                  where=f"data written to {self.path} [column event_id]")
         if table.schema != self._arrow_schema:
-            try: table = table.cast(self._arrow_schema)
+            try:
+                table = table.cast(self._arrow_schema)
             except (pa.ArrowInvalid, ValueError) as e:
                 raise HepnbError(f"table does not match the dataset's columns: {e}", where=self.path) from None
             if self.validate and self.schema is not None:   # a narrowing cast (float64 -> float32) can overflow
@@ -174,7 +177,8 @@ class DatasetWriter:
 def write_dataset(path, tables: pa.Table | Iterable[pa.Table], **kw) -> "Dataset":
     "Write one table or an iterable of tables as a dataset (see `DatasetWriter` for options)."
     with DatasetWriter(path, **kw) as w:
-        for t in ([tables] if isinstance(tables, (pa.Table, pa.RecordBatch)) else tables): w.write(t)
+        for t in ([tables] if isinstance(tables, (pa.Table, pa.RecordBatch)) else tables):
+            w.write(t)
     return open_dataset(path)
 
 # %% ../nbs/03_dataset.ipynb #d55f5f75
@@ -182,7 +186,8 @@ def _load_manifest(path: Path) -> dict:
     mp = path / MANIFEST
     if not path.is_dir(): raise HepnbError("expected a dataset folder with manifest.json", where=path)
     if not mp.is_file(): raise HepnbError("no manifest.json: not a hepnb dataset (or an unfinished write)", where=path)
-    try: m = json.loads(mp.read_text())
+    try:
+        m = json.loads(mp.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise HepnbError(f"corrupt manifest: {e}", where=mp) from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
@@ -227,8 +232,10 @@ class Dataset:
     def verify(self) -> "Dataset":
         "Compare every shard's SHA-256 with the manifest (once per file and process while the file is unchanged)."
         for f, p in zip(self.manifest["files"], self.files):
-            try: st = p.stat()
-            except FileNotFoundError: raise HepnbError("shard listed in manifest.json is missing", where=p) from None
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                raise HepnbError("shard listed in manifest.json is missing", where=p) from None
             stamp = (str(p.resolve()), st.st_size, st.st_mtime_ns, f["sha256"])
             if stamp in _VERIFIED: continue
             if sha256_file(p) != f["sha256"]:
@@ -268,8 +275,10 @@ class Dataset:
         if missing: raise HepnbError(f"no column(s) {missing}; the dataset has {self.columns}", where=self.path)
 
 def _parquet(p: Path) -> pq.ParquetFile:
-    try: return pq.ParquetFile(p)
-    except FileNotFoundError: raise HepnbError("shard listed in manifest.json is missing", where=p) from None
+    try:
+        return pq.ParquetFile(p)
+    except FileNotFoundError:
+        raise HepnbError("shard listed in manifest.json is missing", where=p) from None
     except (pa.ArrowInvalid, OSError) as e:
         raise HepnbError(f"not a readable Parquet file (truncated or corrupt?): {e}", where=p) from None
 
