@@ -106,7 +106,8 @@ def bucketed(fn, x: torch.Tensor, mask: torch.Tensor, *extra: torch.Tensor, chun
         elif any(o.shape[d] != shape[d - 1] for o in outs):
             raise ValueError(f"bucketed: output dimension {d} changes with the chunk length; list it in token_dims")
     out = torch.zeros(B, *shape, dtype=outs[0].dtype, device=x.device)
-    for o, i in zip(outs, idx): out[(i, *[slice(0, s) for s in o.shape[1:]])] = o
+    for o, i in zip(outs, idx):
+        out[(i, *[slice(0, s) for s in o.shape[1:]])] = o
     return out
 
 # %% ../nbs/33_models.ipynb #9f70eb73
