@@ -48,7 +48,8 @@ class Column:
         "The Arrow type: the leaf type inside one list per nesting level (a fixed-size list where the level is fixed)."
         nesting = self.nesting if self.nesting or self.level == "event" else (None,)   # outside a schema: a plain list
         t = self.dtype
-        for size in reversed(nesting): t = pa.list_(t, size) if size else pa.list_(t)
+        for size in reversed(nesting):
+            t = pa.list_(t, size) if size else pa.list_(t)
         return t
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def _load_detectors():
 # %% ../nbs/02_schema.ipynb #ec050f90
 def _leaf(arr: pa.ChunkedArray | pa.Array, depth: int):
     a = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    for _ in range(depth): a = pc.list_flatten(a)
+    for _ in range(depth):
+        a = pc.list_flatten(a)
     return a
 
 def _kind(t: pa.DataType) -> str:
@@ -178,7 +180,8 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table", partia
                 raise HepnbError(f"{bad} NaN/Inf value(s); missing values must be nulls",
                                  where=f"{where} [column {c.name}]")
     _check_lengths(table, schema, where)
-    for check in schema.checks: check(table, where)
+    for check in schema.checks:
+        check(table, where)
     if schema.key in names:
         key = table.column(schema.key).to_numpy()
         u, counts = np.unique(key, return_counts=True)
