@@ -141,7 +141,8 @@ def _parse(section, key, value, where):
     if (section, key) not in _PARSERS:
         known = ", ".join(k for s, k in _PARSERS if s == section)
         raise HepnbError(f"unknown key '{key}' in section [{section}] (known: {known})", where=where)
-    try: return _PARSERS[section, key](value.strip() if isinstance(value, str) else value)
+    try:
+        return _PARSERS[section, key](value.strip() if isinstance(value, str) else value)
     except (ValueError, TypeError) as e:
         raise HepnbError(f"bad value {value!r} for [{section}] {key}: {e}", where=where) from None
 
@@ -151,12 +152,15 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
     values: dict[str, dict] = {s: {} for s in SECTIONS}
     if src is not None:
         cp = configparser.ConfigParser(interpolation=None)
-        try: cp.read_string(Path(src).read_text(encoding="utf-8"), source=str(src))
-        except FileNotFoundError: raise HepnbError("settings file not found", where=src) from None
+        try:
+            cp.read_string(Path(src).read_text(encoding="utf-8"), source=str(src))
+        except FileNotFoundError:
+            raise HepnbError("settings file not found", where=src) from None
         except UnicodeDecodeError as e:
             raise HepnbError(f"expected UTF-8 text, found byte {e.object[e.start]:#04x} at offset {e.start}",
                              where=src) from None
-        except configparser.Error as e: raise HepnbError(f"not a valid INI file: {e}", where=src) from None
+        except configparser.Error as e:
+            raise HepnbError(f"not a valid INI file: {e}", where=src) from None
         for section in cp.sections():
             if section not in SECTIONS:
                 raise HepnbError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})", where=src)
