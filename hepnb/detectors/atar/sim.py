@@ -473,5 +473,6 @@ def simulate_dataset(out, n_events: int, *, seed: int = 0, config: AtarSimConfig
                        rows_per_file=rows_per_file, row_group_size=row_group_size,
                        producer={"name": "hepnb.detectors.atar.sim", "version": __version__,
                                  "parameters": {"n_events": n_events, **cfg.parameters()}}) as w:
-        for t in iter_simulate(n_events, seed, cfg, show_progress=show_progress): w.write(t)
+        for t in iter_simulate(n_events, seed, cfg, show_progress=show_progress):
+            w.write(t)
     return open_dataset(out)
