@@ -187,7 +187,8 @@ class BraggPeakStop(StageImpl):
         for a in "xyz":
             v = out[a]
             cols[f"pred_pion_stop_{a}"] = pa.array(v.astype(np.float32), mask=~np.isfinite(v))
-            for q in ("_q16", "_q84"): cols[f"pred_pion_stop_{a}{q}"] = pa.nulls(n, pa.float32())
+            for q in ("_q16", "_q84"):
+                cols[f"pred_pion_stop_{a}{q}"] = pa.nulls(n, pa.float32())
         return pa.table(cols)
 
 # %% ../../../nbs/atar/40_stages.ipynb #1cc8ecf0
@@ -316,7 +317,8 @@ class TrackEnds(StageImpl):
         for name, v in (("start", start), ("end", end)):
             for i, a in enumerate("xyz"):
                 cols[f"pred_group_{name}_{a}"] = h.group_lists(v[:, i])
-                for q in ("_q16", "_q84"): cols[f"pred_group_{name}_{a}{q}"] = h.group_lists()   # no spread: null
+                for q in ("_q16", "_q84"):
+                    cols[f"pred_group_{name}_{a}{q}"] = h.group_lists()  # no spread: null
         return pa.table(cols)
 
 # %% ../../../nbs/atar/40_stages.ipynb #6bcf7e8a
@@ -400,7 +402,8 @@ class LineFit(StageImpl):
         ok = (best >= 0) & (norm > 0)
         d = d / np.where(norm > 0, norm, 1)[:, None]
         cols = {f"pred_positron_u{a}": pa.array(d[:, i].astype(np.float32), mask=~ok) for i, a in enumerate("xyz")}
-        for q in (16, 50, 84): cols[f"pred_positron_angle_q{q}"] = pa.nulls(n, pa.float32())
+        for q in (16, 50, 84):
+            cols[f"pred_positron_angle_q{q}"] = pa.nulls(n, pa.float32())
         return pa.table(cols)
 
 
