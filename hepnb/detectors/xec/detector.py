@@ -15,6 +15,7 @@ DETECTOR = Detector(
     stages="hepnb.detectors.xec.stages",
     training="hepnb.detectors.xec.training",
     evaluator="hepnb.detectors.xec.evaluate",
+    display="hepnb.detectors.xec.display",
     tasks=(
         Task("energy", "xec.energy", "the γ's energy (GeV)"),
         Task("position", "xec.position", "the first interaction point u, v, w (cm)"),

@@ -11,8 +11,9 @@ from ...dataset import Dataset, open_dataset
 from ... import metrics as M
 
 # %% auto #0
-__all__ = ['W_BINS', 'EVALUATORS', 'unit', 'by_depth', 'resolution_fit', 'evaluate_energy', 'evaluate_position', 'evaluate_time',
-           'direction_from_angles', 'evaluate_angle', 'evaluate']
+__all__ = ['W_BINS', 'EVALUATORS', 'unit', 'energy_error', 'position_error', 'time_error', 'by_depth', 'resolution_fit',
+           'evaluate_energy', 'evaluate_position', 'evaluate_time', 'direction_from_angles', 'angle_error',
+           'evaluate_angle', 'evaluate']
 
 # %% ../../../nbs/xec/43_evaluate.ipynb #5f5c7b9f
 W_BINS = (0.0, 2.0, 5.0, 10.0, 20.0, 42.0)
@@ -39,6 +40,19 @@ def _row(stage, impl, metric, value, error=None, better=None, n=None) -> dict:
             "unit": unit(metric)}
 
 def _q68_abs(x): return float(np.quantile(np.abs(x), M.CL68))
+
+def energy_error(truth, pred) -> np.ndarray:
+    "Per event: the relative energy residual (pred - truth) / truth (NaN where either is missing)."
+    truth, pred = np.asarray(truth, float), np.asarray(pred, float)
+    return (pred - truth) / np.where(truth > 0, truth, np.nan)
+
+def position_error(truth, pred) -> np.ndarray:
+    "Per event: the 3-D distance |Δuvw| (cm) between [n, 3] true and predicted first interactions."
+    return np.linalg.norm(np.asarray(pred, float) - np.asarray(truth, float), axis=-1)
+
+def time_error(truth, pred) -> np.ndarray:
+    "Per event: the time residual pred - truth (ns)."
+    return np.asarray(pred, float) - np.asarray(truth, float)
 
 def by_depth(w: np.ndarray, values: np.ndarray, stat, n_boot: int = 50) -> list[tuple]:
     "(w_lo, w_hi, n, value, error) of `stat(values)` in each depth bin (bins with fewer than 20 events left out)."
@@ -70,7 +84,7 @@ def resolution_fit(e: np.ndarray, rel: np.ndarray, n_bins: int = 8) -> dict | No
 def evaluate_energy(base: Dataset, pred: Dataset, impl: str, n_boot: int = 100) -> tuple[list[dict], dict]:
     e, p = _vec(base, "energyTruth"), _vec(pred, "pred_energy")
     ok = np.isfinite(p) & (e > 0)
-    rel = (p[ok] - e[ok]) / e[ok]
+    rel = energy_error(e[ok], p[ok])
     s, se = M.bootstrap(M.sigma68, rel, n=n_boot)
     a68, ae = M.bootstrap(_q68_abs, rel, n=n_boot)
     rows = [_row("xec.energy", impl, "energy_sigma68_rel", s, se, "lower", ok.sum()),
@@ -93,7 +107,7 @@ def evaluate_position(base: Dataset, pred: Dataset, impl: str, n_boot: int = 100
     t, p = _vec(base, "uvwTruth"), _vec(pred, "pred_uvw")
     ok = np.isfinite(p).all(1)
     res = p[ok] - t[ok]
-    d = np.linalg.norm(res, axis=1)
+    d = position_error(t[ok], p[ok])
     v, e = M.bootstrap(lambda x: float(np.quantile(x, M.CL68)), d, n=n_boot)
     rows = [_row("xec.position", impl, "uvw_dist_68pct", v, e, "lower", ok.sum()),
             _row("xec.position", impl, "failed_fraction", 1 - ok.mean(), None, "lower", len(ok))]
@@ -109,7 +123,7 @@ def evaluate_position(base: Dataset, pred: Dataset, impl: str, n_boot: int = 100
 def evaluate_time(base: Dataset, pred: Dataset, impl: str, n_boot: int = 100) -> tuple[list[dict], dict]:
     t, p = _vec(base, "timeTruth"), _vec(pred, "pred_time")
     ok = np.isfinite(p)
-    res = p[ok] - t[ok]
+    res = time_error(t[ok], p[ok])
     s, se = M.bootstrap(M.sigma68, res, n=n_boot)
     rows = [_row("xec.time", impl, "time_sigma68", s, se, "lower", ok.sum()),
             _row("xec.time", impl, "time_bias", M.bias(res), None, None, ok.sum()),
@@ -121,11 +135,15 @@ def direction_from_angles(angles: np.ndarray) -> np.ndarray:
     th, ph = np.radians(angles[:, 0]), np.radians(angles[:, 1])
     return np.stack([-np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], 1)
 
+def angle_error(truth_vec, pred_angles) -> np.ndarray:
+    "Per event: the opening angle (degrees) between the true emission vector [n, 3] and predicted (θ, φ) [n, 2]."
+    t, p = np.asarray(truth_vec, float), direction_from_angles(np.asarray(pred_angles, float))
+    return np.degrees(np.arccos(np.clip((p * t).sum(-1) / np.linalg.norm(t, axis=-1), -1, 1)))
+
 def evaluate_angle(base: Dataset, pred: Dataset, impl: str, n_boot: int = 100) -> tuple[list[dict], dict]:
-    t = _vec(base, "emiVec")
-    p = direction_from_angles(_vec(pred, "pred_angle"))
+    t, p = _vec(base, "emiVec"), _vec(pred, "pred_angle")
     ok = np.isfinite(p).all(1)
-    ang = np.degrees(np.arccos(np.clip((p[ok] * t[ok]).sum(1) / np.linalg.norm(t[ok], axis=1), -1, 1)))
+    ang = angle_error(t[ok], p[ok])
     v, e = M.bootstrap(lambda x: float(np.quantile(x, M.CL68)), ang, n=n_boot)
     rows = [_row("xec.angle", impl, "angle_68pct", v, e, "lower", ok.sum()),
             _row("xec.angle", impl, "xecmlwl_val_resolution_deg", v, None, "lower", ok.sum())]

@@ -1,0 +1,136 @@
+"""XEC event display (issue 14, item 8): the unrolled faces of an event with dead channels, hover text, worst-first
+orderings from the evaluator's per-event errors, and the browser's event switches, without a browser."""
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hepnb.core import HepnbError
+from hepnb.dataset import write_dataset
+from hepnb.detectors.xec import evaluate as E
+from hepnb.detectors.xec.display import EventBrowser, event_figure, figure_data, trace_keys, unrolled
+from hepnb.detectors.xec.display_data import EventFilter, EventStore, load_predictions
+from hepnb.detectors.xec.geometry import FACES, N_SENSORS, sensors
+from hepnb.detectors.xec.sim import simulate_dataset
+
+
+def _fixed(a):
+    a = np.ascontiguousarray(a, np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(a.ravel()), a.shape[1])
+
+
+@pytest.fixture(scope="module")
+def xec(tmp_path_factory):
+    "16 simulated events (0.5 % dead channels) and 'ml' predictions of every stage: truth plus seeded noise."
+    tmp = tmp_path_factory.mktemp("xec-display")
+    ds = simulate_dataset(tmp / "events", 16, seed=5)
+    t = ds.read(["event_id", "uvwTruth", "energyTruth", "timeTruth", "emiAng", "npho"])
+    col = lambda c: np.stack(t.column(c).to_numpy(zero_copy_only=False))
+    rng = np.random.default_rng(0)
+    n, ids = t.num_rows, t.column("event_id")
+    npho = col("npho")
+    tables = {"xec.position": {"pred_uvw": _fixed(col("uvwTruth") + rng.normal(0, 1.0, (n, 3)))},
+              "xec.energy": {"pred_energy": col("energyTruth") * (1 + rng.normal(0, 0.02, n))},
+              "xec.time": {"pred_time": col("timeTruth") + rng.normal(0, 0.1, n)},
+              "xec.angle": {"pred_angle": _fixed(col("emiAng") + rng.normal(0, 2.0, (n, 2)))},
+              "xec.inpaint": {"npho_inpainted": _fixed(np.where(npho > 1e9, 42.0, npho))}}
+    preds = {s: {"ml": write_dataset(tmp / s, pa.table({"event_id": ids, **v})).path} for s, v in tables.items()}
+    return ds, preds
+
+
+def test_figure_of_an_event_with_dead_channels(xec):
+    ds, preds = xec
+    store = EventStore.from_dataset(ds)
+    p = load_predictions(store, preds)
+    ev = store.event(0)
+    dead = np.flatnonzero(ev["dead"])
+    assert len(dead) > 10 and np.isnan(ev["npho"][dead]).all()              # the simulation's dead-channel map
+    fd = figure_data(ev, p)
+    assert len(fd["dead",]["x"]) == len(dead) and len(fd["filled",]["x"]) == 0
+    inner = unrolled()["cells"]["inner"]
+    z = fd["heat", "inner"]["z"]
+    assert np.isnan(z[np.isin(inner, dead)]).all() and np.isfinite(z[~np.isin(inner, dead)]).all()
+    filled = figure_data(ev, p, fill="ml")                                     # inpainted: ringed, no longer blank
+    assert len(filled["filled",]["x"]) == len(dead) and len(filled["dead",]["x"]) == 0
+    assert np.allclose(filled["heat", "inner"]["z"][np.isin(inner, dead)], np.log10(43))
+    fig = event_figure(ev, p, color="time")
+    assert len(fig.data) == len(trace_keys(p)) and fig.layout.coloraxis.colorbar.title.text == "time [ns]"
+    with pytest.raises(HepnbError, match="inpaint"):
+        figure_data(ev, p, fill="nobody")
+
+
+def test_hover_text(xec):
+    ds, preds = xec
+    store = EventStore.from_dataset(ds)
+    p = load_predictions(store, preds)
+    ev = store.event(3)
+    fig = event_figure(ev, p)
+    faces = unrolled()["faces"]
+    for face in FACES:                      # every sensor is under exactly one hover point with id, face, npho, time
+        tr = next(t for t in fig.data if t.name == f"{face} sensors")
+        ids = faces[face]
+        assert tr.hovertemplate.startswith(f"<b>{face}</b> sensor %{{text}}")
+        assert "npho %{customdata" in tr.hovertemplate and "time %{marker.color" in tr.hovertemplate
+        assert list(tr.text) == [str(i) for i in ids]
+        assert np.array_equal(np.asarray(tr.customdata), ev["npho"][ids], equal_nan=True)
+        assert np.array_equal(np.asarray(tr.marker.color), ev["time"][ids], equal_nan=True)
+    assert sum(len(faces[f]) for f in FACES) == N_SENSORS
+    dead = next(t for t in fig.data if t.name == "dead sensor")
+    i = int(np.flatnonzero(ev["dead"])[0])
+    assert dead.text[0] == f"{FACES[sensors()['face'][i]]} sensor {i}" and "dead" in dead.hovertemplate
+    ml = next(t for t in fig.data if t.name == "first interaction: ml")
+    d = E.position_error(ev["uvwTruth"], p["xec.position", "ml"].values["pred_uvw"][3])
+    assert f"|Δuvw| = {d:.2f} cm" in ml.text[0] and "ΔE/E" in ml.text[0] and "opening angle" in ml.text[0]
+
+
+def test_worst_first_follows_the_evaluator(xec):
+    ds, preds = xec
+    b = EventBrowser(ds.path, preds)
+    metrics = {"xec.position": ("position_error:ml", "distance"), "xec.energy": ("energy_error:ml", "relative_residual"),
+               "xec.time": ("time_error:ml", "residual"), "xec.angle": ("angle_error:ml", "opening_angle")}
+    for stage, (metric, key) in metrics.items():
+        _, arrays = E.evaluate(ds, {(stage, "ml"): preds[stage]["ml"]})
+        per_event = np.abs(arrays[stage, "ml"][key])                         # the evaluator's own per-event values
+        assert np.allclose(b.table[metric].to_numpy(), per_event, rtol=1e-5)
+        b.apply_filter(stage=metric)
+        assert b.rows.tolist() == np.argsort(-per_event, kind="stable").tolist() and b.row == b.rows[0]
+        assert f"{metric} = " in b.status()
+    with pytest.raises(HepnbError, match="cannot order by"):
+        b.apply_filter(stage="no_such_error:ml")
+
+
+def test_browser_switches_events(xec):
+    ds, preds = xec
+    b = EventBrowser(ds.path, preds, color="npho")
+    i = b._index["heat", "inner"]
+    first = np.asarray(b.fig.data[i].z).copy()
+    b.next()
+    assert b.pos == 1 and b.event["row"] == b.rows[1]
+    z = np.asarray(b.fig.data[i].z)
+    assert not np.array_equal(z, first, equal_nan=True)
+    assert np.array_equal(z, figure_data(b.event, b.preds)["heat", "inner"]["z"], equal_nan=True)
+    assert b.fig.layout.title.text.startswith(f"event_id {b.event['event_id']}")
+    key = int(b.store.event_id[5])
+    b.show_key(key)
+    assert b.event["event_id"] == key and b.w_key.value == key
+    b.set_fill("ml")
+    assert len(b.fig.data[b._index["filled",]].x) == b.event["dead"].sum()
+    w = b.table["w"].to_numpy()
+    b.apply_filter(depth=(float(np.median(w)), 100.0))
+    assert (w[b.rows] >= np.median(w)).all() and 0 < len(b.rows) < len(w)
+    b.apply_filter(EventFilter(energy=(60.0, 100.0)))              # signal events: 52.8 MeV
+    assert len(b.rows) == 0 and "no event" in b.w_status.value
+    html = b.static_figure().to_html(include_plotlyjs=False)
+    assert "sensor %{text}" in html
+
+
+def test_bad_predictions_are_refused(xec, tmp_path):
+    ds, preds = xec
+    t = pa.table({"event_id": np.arange(3, dtype=np.int64), "pred_uvw": _fixed(np.zeros((3, 3)))})
+    short = write_dataset(tmp_path / "short", t)
+    with pytest.raises(HepnbError, match="hold 3 events"):
+        EventBrowser(ds.path, {"xec.position": {"ml": short.path}})
+    with pytest.raises(HepnbError, match=r"pred_energy"):
+        EventBrowser(ds.path, {"xec.energy": {"ml": preds["xec.position"]["ml"]}})
+    bad = pa.table({"event_id": np.arange(2), "npho": _fixed(np.ones((2, 10))), "time": _fixed(np.ones((2, 10)))})
+    with pytest.raises(HepnbError, match=r"column npho\]: expected 4760 values per event"):
+        EventStore(bad)
