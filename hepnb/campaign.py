@@ -218,6 +218,14 @@ def load_campaign(spec: str | os.PathLike, *, runs_dir: str | os.PathLike | None
         params = _parameters(st.get("parameters") or {}, f"{sw}.parameters")
         search = st.get("search")
         points = _points(st, sw) if search is None else []
+        # a stage's own parameters must be the notebook's (a typo would be ignored); shared ones go where declared
+        from hepnb.report import declared_parameters
+        declared = declared_parameters(nb)
+        own = set(params) | {k for pt in points for k in pt} | set(((search or {}).get("space") or {}))
+        if declared and (unknown := sorted(own - set(declared))):
+            raise _err(f"unknown parameter(s) {', '.join(unknown)} for {nb.name}, which declares: {', '.join(declared)}",
+                       f"{sw}.parameters")
+        stage_shared = {k: v for k, v in shared.items() if not declared or k in declared}
         if search is not None and any(k in st for k in ("grid", "zip", "points")):
             raise _err("a search stage draws its points itself: drop grid / zip / points", sw)
         sres = _resources(st.get("resources"), f"{sw}.resources", res)
@@ -226,9 +234,10 @@ def load_campaign(spec: str | os.PathLike, *, runs_dir: str | os.PathLike | None
         template = st.get("run_name")
         if search is not None: _check_search(search, f"{sw}.search")
         stages[sname] = {"after": list(after), "search": search, "runs": [], "notebook": str(nb),
-                         "parameters": {**shared, **params}, "resources": sres, "retries": sretries, "timeout": stimeout}
+                         "parameters": {**stage_shared, **params}, "resources": sres, "retries": sretries,
+                         "timeout": stimeout}
         for j, pt in enumerate(points):
-            p = {**shared, **params, **pt}
+            p = {**stage_shared, **params, **pt}
             if template is not None: rname = substitute(str(template), {**p, "campaign": name}, f"{sw}.run_name")
             else: rname = sname if len(points) == 1 else f"{sname}-{j:03d}"
             rname = _name(rname, f"{sw}.run_name (point {j})", "run name")
@@ -329,7 +338,8 @@ def execute_run(run_dir: str | os.PathLike) -> dict:
         for attempt in range(1, spec["retries"] + 2):
             m.update(attempts=attempt); write_json(run_dir / "manifest.json", m)
             try:
-                run_notebook(spec["notebook"], run_dir, spec["parameters"], html_name="report.html", show_code=False)
+                run_notebook(spec["notebook"], run_dir, spec["parameters"], html_name="report.html", show_code=False,
+                             optional=("run_dir",))
                 m.update(status="succeeded", error=None, cell=None); break
             except NotebookError as e:
                 m.update(status=e.kind, error=f"{e.ename}: {e.evalue}", cell=e.cell)

@@ -10,8 +10,8 @@ import numpy as np
 from .core import HepnbError, atomic_write_bytes, atomic_write_text
 
 # %% auto #0
-__all__ = ['plotly_js_name', 'write_plotly_js', 'export_html', 'check_parameters', 'NotebookError', 'run_notebook',
-           'format_value', 'html_table', 'show_table', 'compare_table']
+__all__ = ['plotly_js_name', 'write_plotly_js', 'export_html', 'check_parameters', 'NotebookError', 'declared_parameters',
+           'run_notebook', 'format_value', 'html_table', 'show_table', 'compare_table']
 
 # %% ../nbs/06_report.ipynb #3b0611ad
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?:)?(?://[^"]*)?"[^>]*>\s*</script>')
@@ -101,11 +101,35 @@ def _stopped_cell(nb_path: Path) -> dict | None:
             return {"index": i, "execution_count": c.get("execution_count"), "source": c.source[:500]}
     return None
 
+def _kernel_manager_class():
+    "Kernels for notebook runs: sockets over IPC (no unencrypted TCP ports), and no SIGINT on a normal shutdown."
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.transport = "ipc"          # before the connection file is written: its sockets are files beside it
+
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client interrupts every kernel before shutting it down, and an idle ipykernel then logs
+            # "ERROR | KeyboardInterrupt caught in kernel" after a run that went well; a timeout still interrupts
+            if self.shutting_down: return
+            await super()._async_interrupt_kernel()
+
+    return QuietKernelManager
+
+def declared_parameters(template: str | os.PathLike) -> dict:
+    "The parameters a notebook declares in its `parameters` cell: {name: inferred type name}."
+    import papermill as pm
+    return {k: v.get("inferred_type_name", "") for k, v in pm.inspect_notebook(str(template)).items()}
+
 def run_notebook(template: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict | None = None, *,
                  html_name: str = "index.html", show_code: bool = True, kernel: str = "python3",
-                 timeout: int | None = None) -> Path:
+                 timeout: int | None = None, optional: tuple = ()) -> Path:
     """Execute `template` with `parameters` into `out_dir` (notebook + HTML); return the HTML path.
-    `timeout`: seconds per cell. A notebook that stops early still gets its partial HTML, then `NotebookError`."""
+    A parameter the notebook does not declare is refused (a typo would be ignored), except those named in
+    `optional`, which are passed only to notebooks that declare them. `timeout`: seconds per cell. A notebook that
+    stops early still gets its partial HTML, then `NotebookError`."""
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     import nbformat
@@ -117,6 +141,12 @@ def run_notebook(template: str | os.PathLike, out_dir: str | os.PathLike, parame
     except Exception as e:
         raise HepnbError(f"not a readable Jupyter notebook: {type(e).__name__}: {e}"[:300], where=template) from None
     check_parameters(parameters or {})
+    declared = declared_parameters(template)
+    parameters = {k: v for k, v in (parameters or {}).items() if k not in optional or k in declared}
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise HepnbError(f"unknown parameter(s) {', '.join(unknown)}; the notebook declares: "
+                         f"{', '.join(declared) or 'none (no cell tagged parameters)'}", where=template)
     out_dir.mkdir(parents=True, exist_ok=True)
     nb_out = out_dir / template.name
     old = os.environ.get("PLOTLY_RENDERER")
@@ -125,7 +155,8 @@ def run_notebook(template: str | os.PathLike, out_dir: str | os.PathLike, parame
     try:
         pm.execute_notebook(str(template), str(nb_out), parameters=parameters or {}, kernel_name=kernel,
                             progress_bar=False, cwd=str(Path.cwd()), execution_timeout=timeout,
-                            language="python", store_widget_state=False)
+                            language="python", store_widget_state=False,
+                            kernel_manager_class=_kernel_manager_class())
     except pm.PapermillExecutionError as e: err = ("failed", e.ename, e.evalue)
     except CellTimeoutError as e: err = ("timeout", "CellTimeoutError", f"a cell ran longer than {timeout} s")
     except DeadKernelError as e: err = ("killed", "DeadKernelError", "the kernel died (killed by a signal or out of memory)")

@@ -160,6 +160,17 @@ def test_spec_errors_through_the_cli(env):
     assert p.returncode == 2 and "campaign spec not found" in p.stderr
 
 
+def test_parameters_the_notebook_does_not_declare(env):
+    "A stage's own parameter must be the notebook's (a typo is refused at load); a shared one goes where declared."
+    spec = write_spec(env, "campaign: c\nparameters: {seed: 1}\nstages: [{name: a, notebook: toy.ipynb, "
+                           "parameters: {x: 2.0, lbel: oops}}]\n")
+    with pytest.raises(HepnbError, match=r"stages\[0\]\.parameters.*unknown parameter\(s\) lbel for toy.ipynb"):
+        C.load_campaign(spec)
+    spec.write_text("campaign: c\nparameters: {seed: 1}\nstages: [{name: a, notebook: toy.ipynb, parameters: {x: 2.0}}]\n")
+    c = C.load_campaign(spec)
+    assert "seed" not in c.runs[0].parameters and c.runs[0].parameters["x"] == 2.0
+
+
 def test_optuna_search(env):
     spec = write_spec(env, """campaign: tune
 stages:

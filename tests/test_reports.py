@@ -10,12 +10,23 @@ from conftest import ROOT, offline_page, run_cli
 REPRS = ("shape: (", "VBox(", "HBox(", "<pre>{'", "dtype:")
 
 
+LOG_NOISE = ("without encryption", "KeyboardInterrupt caught", "Passed unknown parameter", "ERROR")
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, small_atar):
     out = tmp_path_factory.mktemp("report")
-    run_cli("report", ROOT / "nbs/stages/explore_atar.ipynb", "--out", out, "-p", "dataset", small_atar.path,
-            "-p", "n_event_views", "2", check=0)
+    p = run_cli("report", ROOT / "nbs/stages/explore_atar.ipynb", "--out", out, "-p", "dataset", small_atar.path,
+                "-p", "n_event_views", "2", check=0)
+    assert not [n for n in LOG_NOISE if n in p.stderr], p.stderr        # a run that went well says so quietly
     return out / "index.html"
+
+
+def test_unknown_parameter_is_refused(tmp_path, small_atar):
+    "A misspelt parameter would be ignored by papermill; hepnb refuses it and lists what the notebook declares."
+    p = run_cli("report", ROOT / "nbs/stages/explore_atar.ipynb", "--out", tmp_path, "-p", "datset", small_atar.path)
+    assert p.returncode == 2 and "unknown parameter(s) datset" in p.stderr and "declares: dataset," in p.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_report_is_light_and_self_contained(report):
