@@ -40,7 +40,8 @@ class XecModelConfig:
     """The regressor: a shared ConvNeXtV2 backbone for the rectangular faces, HexNeXt for the hexagonal ones, a
     transformer over face tokens, one head per requested task. `tokens="face"` is the seed design (one token per
     face, heads on all tokens); `tokens="spatial"` pools each rectangular face to a grid of tokens (more on the inner
-    face), adds a geometric encoding of each token's position and normal, and reads each task with a learned query."""
+    face), adds a geometric encoding of each token's position and normal and a token of the light summed per face,
+    and reads each task with a learned query."""
     tasks: tuple[str, ...] = ("energy", "uvw")
     tokens: str = "spatial"            # face | spatial
     width: int = 64                    # token width (the seed: 1024)
@@ -221,6 +222,11 @@ class XecModel(nn.Module):
             self.register_buffer("token_geometry", torch.cat(geo), persistent=False)
             self.geo_embed = nn.Sequential(nn.Linear(6, D), nn.GELU(), nn.Linear(D, D))
             self.face_embed = nn.Parameter(torch.zeros(len(RECT_FACES) + len(HEX_FACES), D))
+            # one more token: the light each face saw in all (log) and its fraction of live sensors: the energy is
+            # close to a weighted sum of light, which a stack of normalised convolutions reaches only slowly
+            face_of = torch.from_numpy(gs["face"].astype(np.int64))
+            self.register_buffer("face_onehot", F.one_hot(face_of, len(G.FACES)).float(), persistent=False)
+            self.global_embed = nn.Sequential(nn.Linear(2 * len(G.FACES), D), nn.GELU(), nn.Linear(D, D))
         self.hex_proj = nn.Linear(cfg.hex_dim, D)
         layer = nn.TransformerEncoderLayer(D, cfg.fusion_heads, cfg.fusion_ff, cfg.dropout, batch_first=True,
                                            norm_first=True, activation="gelu")
@@ -247,7 +253,7 @@ class XecModel(nn.Module):
 
     def n_tokens(self) -> int:
         if self.cfg.tokens == "face": return len(RECT_FACES) - 1 + len(HEX_FACES)
-        return sum(h * w for h, w in map(self._pool_hw, RECT_FACES)) + len(HEX_FACES)
+        return sum(h * w for h, w in map(self._pool_hw, RECT_FACES)) + len(HEX_FACES) + 1
 
     def face_images(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         "Per rectangular face, the inputs as an image [B, C, H, W] (cells without a sensor are zero, flag 0)."
@@ -280,7 +286,16 @@ class XecModel(nn.Module):
             sizes = [h * w for h, w in map(self._pool_hw, RECT_FACES)] + [1] * len(HEX_FACES)
             face = torch.repeat_interleave(self.face_embed, torch.tensor(sizes, device=toks.device), dim=0)
             toks = toks + self.geo_embed(self.token_geometry) + face
+            toks = torch.cat([toks, self.global_embed(self.face_light(x))[:, None]], 1)
         return self.norm(self.fusion(toks))
+
+    def face_light(self, x: torch.Tensor) -> torch.Tensor:
+        "[B, 12]: per face, log(1 + photons / 10⁴) over live sensors and the fraction of sensors alive."
+        n = self.cfg.norm
+        photons = torch.expm1(x[..., 0] * n.npho_div) * n.npho_scale * x[..., 1]
+        light = torch.log1p(photons @ self.face_onehot / 1e4)
+        alive = (x[..., 1] @ self.face_onehot) / self.face_onehot.sum(0)
+        return torch.cat([light, alive], -1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         "Standardised predictions per task from inputs [B, 4760, 4]."
