@@ -397,10 +397,11 @@ def cmd_evaluate(args) -> int:
         preds[label] = ds
     rows, _ = args.module.evaluate(open_dataset(args.dataset), preds)
     def value(r):
-        return f"{r['value']:.4g}" + (f" ± {r['error']:.2g}" if r.get("error") is not None else "")
+        unit = f" {r['unit']}" if r.get("unit") else ""
+        return f"{r['value']:.4g}" + (f" ± {r['error']:.2g}" if r.get("error") is not None else "") + unit
     width = max([len(r["metric"]) for r in rows] + [6])
     for r in rows:
-        print(f"{r['stage']:<24} {r['implementation']:<10} {r['metric']:<{width}} {value(r):>20}   n={r.get('n') or '-'}")
+        print(f"{r['stage']:<24} {r['implementation']:<10} {r['metric']:<{width}} {value(r):>24}   n={r.get('n') or '-'}")
     if args.out is not None:
         if args.out.suffix == ".json": text = json.dumps(rows, indent=1) + "\n"
         elif args.out.suffix == ".csv":

@@ -1,5 +1,6 @@
 """The `hepnb` command: help everywhere, reproducible simulation, clear errors with exit status 2."""
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -154,7 +155,7 @@ def test_predict_then_evaluate_through_the_registry(tmp_path, small_atar):
     rows = json.loads((tmp_path / "rows.json").read_text())
     stop = next(r for r in rows if r["stage"] == "atar.pion_stop" and r["metric"] == "error3d_68")
     assert stop["implementation"] == "classical" and 0.05 < stop["value"] < 0.2 and stop["error"] > 0 and stop["n"] == 3000
-    assert "atar.pion_stop" in out and "±" in out
+    assert "atar.pion_stop" in out and "±" in out and re.search(r"error3d_68 +[0-9.]+ ± [0-9.]+ mm", out)
     p2 = run_cli("evaluate", "atar", "--dataset", small_atar.path, small_atar.path, cwd=tmp_path)
     assert p2.returncode == 2 and "expected a prediction dataset" in p2.stderr and len(p2.stderr.strip().splitlines()) == 1
 
