@@ -8,8 +8,8 @@ neighbour-mean inpainter. An event switch is `EventBrowser.show`: reading the ev
 arrays and writing them into the existing traces of the `FigureWidget` (two batched updates). The widget messages
 are encoded as a kernel would (JSON for the state, binary buffers for typed arrays) by the comm stand-in of
 `bench_display.py`, so their cost is included; sending them and drawing in the browser are not Python time.
-"Rebuild" makes a new figure per event (`event_figure`, plotly's validation included), as a display without
-in-place updates would. One core.
+"Rebuild" makes a new `FigureWidget` per event (`event_figure`, plotly's validation and the widget's whole state
+sent), as a display without in-place updates would. One core.
 """
 import argparse
 import os
@@ -34,6 +34,7 @@ def main():
     a = ap.parse_args()
     _install_encoding_comm()
     from hepnb.detectors.xec import stages as S
+    import plotly.graph_objects as go
     from hepnb.detectors.xec.display import EventBrowser, event_figure, figure_data
     from hepnb.detectors.xec.inpaint import NeighbourMean
     from hepnb.detectors.xec.sim import simulate_dataset
@@ -60,15 +61,16 @@ def main():
             ts.append(time.perf_counter() - t0)
             sent.append((SENT["bytes"], SENT["messages"]))
             t0 = time.perf_counter()
-            figure_data(b.event, b.preds, color, fill)
+            figure_data(b.event, b.preds, color, fill, live=True)
             tf.append(time.perf_counter() - t0)
         tr = []
         for k in range(a.rebuilds):
             t0 = time.perf_counter()
-            event_figure(b.store.event(k % a.events), b.preds, color, fill)
+            fig = event_figure(b.store.event(k % a.events), b.preds, color, fill, live=True)
+            go.FigureWidget(fig)._repr_mimebundle_()
             tr.append(time.perf_counter() - t0)
-        rows.append((label, stats(ts), stats(tf), np.median([s[1] for s in sent]), np.median([s[0] for s in sent]) / 1e3,
-                     stats(tr)))
+        msgs, kb = np.median([s[1] for s in sent]), np.median([s[0] for s in sent]) / 1e3
+        rows.append((label, stats(ts), stats(tf), msgs, kb, stats(tr)))
     print(f"XEC event browser: Python time per event switch (one core, {os.cpu_count()} on the machine); "
           f"{a.events} events, {a.switches} switches per colouring; opening the browser took {t_open:.1f} s\n")
     print("| colour | switch median [ms] | switch p95 [ms] | of which figure data [ms] | widget messages (kB) "

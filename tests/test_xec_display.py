@@ -7,7 +7,7 @@ import pytest
 from hepnb.core import HepnbError
 from hepnb.dataset import write_dataset
 from hepnb.detectors.xec import evaluate as E
-from hepnb.detectors.xec.display import EventBrowser, event_figure, figure_data, trace_keys, unrolled
+from hepnb.detectors.xec.display import DIR_SCALE, EventBrowser, event_figure, figure_data, trace_keys, unrolled
 from hepnb.detectors.xec.display_data import EventFilter, EventStore, load_predictions
 from hepnb.detectors.xec.geometry import FACES, N_SENSORS, sensors
 from hepnb.detectors.xec.sim import simulate_dataset
@@ -54,6 +54,7 @@ def test_figure_of_an_event_with_dead_channels(xec):
     assert np.allclose(filled["heat", "inner"]["z"][np.isin(inner, dead)], np.log10(43))
     fig = event_figure(ev, p, color="time")
     assert len(fig.data) == len(trace_keys(p)) and fig.layout.coloraxis.colorbar.title.text == "time [ns]"
+    assert not any(t.type == "scattergl" for t in fig.data)             # a report of many figures: no WebGL
     with pytest.raises(HepnbError, match="inpaint"):
         figure_data(ev, p, fill="nobody")
 
@@ -64,16 +65,28 @@ def test_hover_text(xec):
     p = load_predictions(store, preds)
     ev = store.event(3)
     fig = event_figure(ev, p)
-    faces = unrolled()["faces"]
-    for face in FACES:                      # every sensor is under exactly one hover point with id, face, npho, time
-        tr = next(t for t in fig.data if t.name == f"{face} sensors")
+    u = unrolled()
+    seen = []
+    for tr in fig.data:                     # a static figure: each face's cells and PMTs carry id, npho and time
+        if tr.name not in (*u["cells"], *(f"{f} PMTs" for f in u["markers"])): continue
+        ids = np.array([int(i) for i in tr.text])
+        face = FACES[sensors()["face"][ids[0]]]
+        assert tr.hovertemplate.startswith(f"<b>{face}</b> sensor %{{text}}<br>npho %{{customdata[0]")
+        assert "time %{customdata[1]" in tr.hovertemplate
+        values = np.stack([ev["npho"][ids], ev["time"][ids]], 1)
+        assert np.array_equal(np.asarray(tr.customdata), values, equal_nan=True)
+        seen += ids.tolist()
+    assert sorted(seen) == list(range(N_SENSORS))                       # every sensor once
+    live = event_figure(ev, p, live=True)
+    faces = u["faces"]
+    for face in FACES:                      # the browser: invisible hover layers, one per face, 1-D arrays
+        tr = next(t for t in live.data if t.name == f"{face} sensors")
         ids = faces[face]
         assert tr.hovertemplate.startswith(f"<b>{face}</b> sensor %{{text}}")
         assert "npho %{customdata" in tr.hovertemplate and "time %{marker.color" in tr.hovertemplate
         assert list(tr.text) == [str(i) for i in ids]
         assert np.array_equal(np.asarray(tr.customdata), ev["npho"][ids], equal_nan=True)
         assert np.array_equal(np.asarray(tr.marker.color), ev["time"][ids], equal_nan=True)
-    assert sum(len(faces[f]) for f in FACES) == N_SENSORS
     dead = next(t for t in fig.data if t.name == "dead sensor")
     i = int(np.flatnonzero(ev["dead"])[0])
     assert dead.text[0] == f"{FACES[sensors()['face'][i]]} sensor {i}" and "dead" in dead.hovertemplate
@@ -82,10 +95,27 @@ def test_hover_text(xec):
     assert f"|Δuvw| = {d:.2f} cm" in ml.text[0] and "ΔE/E" in ml.text[0] and "opening angle" in ml.text[0]
 
 
+def test_direction_arrows(xec):
+    "Truth and predicted arrows start at the true first interaction and part by at most DIR_SCALE × |Δdirection|."
+    ds, preds = xec
+    store = EventStore.from_dataset(ds)
+    p = load_predictions(store, preds)
+    for row in range(4):
+        ev = store.event(row)
+        fd = figure_data(ev, p)
+        t, m = fd["truth_dir",], fd["dir", "ml"]
+        assert (t["x"][0], t["y"][0]) == (ev["uvwTruth"][1], ev["uvwTruth"][0])
+        assert (m["x"][0], m["y"][0]) == (t["x"][0], t["y"][0])          # one start, one frame: comparable arrows
+        a = np.radians(E.angle_error(ev["emiVec"][None], p["xec.angle", "ml"].values["pred_angle"][row][None])[0])
+        spread = np.hypot(np.diff(t["x"]) - np.diff(m["x"]), np.diff(t["y"]) - np.diff(m["y"]))[0]
+        assert 0 < spread <= DIR_SCALE * 2 * np.sin(a / 2) + 1e-6
+
+
 def test_worst_first_follows_the_evaluator(xec):
     ds, preds = xec
     b = EventBrowser(ds.path, preds)
-    metrics = {"xec.position": ("position_error:ml", "distance"), "xec.energy": ("energy_error:ml", "relative_residual"),
+    metrics = {"xec.position": ("position_error:ml", "distance"),
+               "xec.energy": ("energy_error:ml", "relative_residual"),
                "xec.time": ("time_error:ml", "residual"), "xec.angle": ("angle_error:ml", "opening_angle")}
     for stage, (metric, key) in metrics.items():
         _, arrays = E.evaluate(ds, {(stage, "ml"): preds[stage]["ml"]})

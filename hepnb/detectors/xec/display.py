@@ -15,14 +15,14 @@ from .display_data import (METRIC_UNITS, EventFilter, EventStore, event_table, l
                                               select_events)
 
 # %% auto #0
-__all__ = ['GAP', 'WALL', 'DIR_LENGTH', 'HEAT_FACES', 'MARKER_FACES', 'COLORS', 'DEAD_COLOR', 'FILL_COLOR', 'unrolled',
+__all__ = ['GAP', 'WALL', 'DIR_SCALE', 'HEAT_FACES', 'MARKER_FACES', 'COLORS', 'DEAD_COLOR', 'FILL_COLOR', 'unrolled',
            'trace_keys', 'trace_style', 'colour_values', 'figure_data', 'base_layout', 'event_figure', 'gallery',
            'EventBrowser']
 
 # %% ../../../nbs/xec/16_display.ipynb #6825a4e2
 GAP = 2.5                                      # cm between faces in the unrolled picture
 WALL = float(np.hypot(G.SIDE_DR, G.SIDE_DZ))   # cm between lateral-face columns along the slanted wall
-DIR_LENGTH = 15.0                              # cm of the γ's path drawn beyond the first interaction
+DIR_SCALE = 50.0                               # cm of arrow per unit of a direction's (v, u) components
 HEAT_FACES = ("inner", "outer", "upstream", "downstream")
 MARKER_FACES = ("top", "bottom", "outer")      # PMTs drawn as markers (the outer face: its dense patch)
 COLORS = {"truth": "#000000", "ml": "#d62728", "classical": "#1f77b4"}
@@ -62,6 +62,7 @@ def unrolled() -> dict:
         heat[face] = (img[order], x, y[order])
     markers = {"top": np.flatnonzero(g["face"] == 4), "bottom": np.flatnonzero(g["face"] == 5),
                "outer": np.sort(grids["outer_patch"].ravel())}
+    xy = xy.astype(np.float32)                # float32: a report's figures carry half the bytes
     cells = {f: np.sort(img[img >= 0]) for f, (img, _, _) in heat.items()}
     faces = {f: np.flatnonzero(g["face"] == i) for i, f in enumerate(G.FACES)}
     for v in (xy, *markers.values(), *cells.values(), *faces.values()): v.setflags(write=False)
@@ -71,31 +72,42 @@ def unrolled() -> dict:
 # %% ../../../nbs/xec/16_display.ipynb #ecf2dd73
 def _color(impl: str) -> str: return COLORS.get(impl, "#2ca02c")
 
-def trace_keys(preds: dict | None) -> list:
-    "The traces of an event figure, in drawing order: faces, hover layers, dead and inpainted marks, truth, stages."
+def trace_keys(preds: dict | None, live: bool = False) -> list:
+    """The traces of an event figure, in drawing order: faces, (`live`: the browser's hover layers), dead and
+    inpainted marks, truth, stages."""
     keys = [("heat", f) for f in HEAT_FACES] + [("pmt", f) for f in MARKER_FACES]
-    keys += [("hover", f) for f in G.FACES] + [("dead",), ("filled",), ("truth_dir",), ("truth",)]
+    keys += [("hover", f) for f in G.FACES] if live else []
+    keys += [("dead",), ("filled",), ("truth_dir",), ("truth",)]
     stages = sorted(preds or {})
     keys += [("dir", i) for s, i in stages if s == "xec.angle"] + [("pos", i) for s, i in stages if s == "xec.position"]
     return keys
 
-def trace_style(key) -> dict:
-    "The fixed properties of a trace: type, style, hover template, legend name, the sensors' places."
+def _sensor_hover(face: str, npho: str, time: str) -> str:
+    return (f"<b>{face}</b> sensor %{{text}}<br>npho %{{{npho}:.4~g}}<br>time %{{{time}:.2f}} ns<extra></extra>")
+
+def trace_style(key, live: bool = False) -> dict:
+    """The fixed properties of a trace: type, style, hover template, legend name, the sensors' places. A static
+    figure's faces carry their hover values ([npho, time] per sensor); the live browser's (`live`) are on invisible
+    WebGL layers over them, whose 1-D arrays travel as binary buffers (a report of many figures would run out of
+    WebGL contexts)."""
     kind, u = key[0], unrolled()
-    if kind in ("heat", "pmt", "hover"):         # 1-D columns only: they travel to the browser as binary arrays
+    if kind in ("heat", "pmt", "hover"):         # 1-D columns (x, y, z): binary arrays in widget messages
         s = {"heat": u["cells"], "pmt": u["markers"], "hover": u["faces"]}[kind][key[1]]
         place = dict(x=u["xy"][s, 0], y=u["xy"][s, 1])
+        face = G.FACES[G.sensors()["face"][s[0]]]
+        hover = dict(hoverinfo="skip") if live else dict(
+            text=[str(i) for i in s], hovertemplate=_sensor_hover(face, "customdata[0]", "customdata[1]"))
     if kind == "heat":
-        return dict(type="heatmap", **place, coloraxis="coloraxis", hoverinfo="skip", showlegend=False, name=key[1])
+        return dict(type="heatmap", **place, coloraxis="coloraxis", showlegend=False, name=key[1], **hover)
     if kind == "pmt":
-        return dict(type="scatter", mode="markers", showlegend=False, name=f"{key[1]} PMTs", **place,
-                    marker=dict(coloraxis="coloraxis", size=11, symbol="hexagon" if key[1] != "outer" else "circle",
-                                line=dict(width=0.5, color="#888")), hoverinfo="skip")
+        return dict(type="scatter", mode="markers", showlegend=False, name=f"{key[1]} PMTs", **place, **hover,
+                    marker=dict(coloraxis="coloraxis", size=11 if key[1] != "outer" else 7,
+                                symbol="hexagon" if key[1] != "outer" else "circle",
+                                line=dict(width=0.5, color="#888")))
     if kind == "hover":        # invisible points over every sensor: id (text), npho (customdata), time (marker.color)
         return dict(type="scattergl", mode="markers", showlegend=False, name=f"{key[1]} sensors", **place,
                     text=[str(i) for i in s], marker=dict(size=10 if key[1] in ("top", "bottom") else 6, opacity=0),
-                    hovertemplate=f"<b>{key[1]}</b> sensor %{{text}}<br>npho %{{customdata:.4~g}}"
-                                  "<br>time %{marker.color:.2f} ns<extra></extra>")
+                    hovertemplate=_sensor_hover(key[1], "customdata", "marker.color"))
     if kind == "dead":
         return dict(type="scatter", mode="markers", name="dead sensor", marker=dict(symbol="x-thin", size=7,
                     line=dict(width=1.5, color=DEAD_COLOR)), hovertemplate="%{text}: dead (1e10)<extra></extra>")
@@ -106,7 +118,8 @@ def trace_style(key) -> dict:
         impl = "truth" if kind == "truth" else key[1]
         return dict(type="scatter", mode="markers", name=f"first interaction: {impl}",
                     marker=dict(symbol="star" if kind == "truth" else "diamond" if impl == "classical" else "circle",
-                                size=15 if kind == "truth" else 12, color=_color(impl), line=dict(width=1, color="#fff")),
+                                size=15 if kind == "truth" else 12, color=_color(impl),
+                                line=dict(width=1, color="#fff")),
                     hovertemplate="%{text}<extra></extra>")
     impl = "truth" if kind == "truth_dir" else key[1]
     return dict(type="scatter", mode="lines+markers", name=f"direction: {impl}", hoverinfo="skip",
@@ -115,11 +128,14 @@ def trace_style(key) -> dict:
 
 # %% ../../../nbs/xec/16_display.ipynb #d33c4bf7
 def _ray(uvw, direction) -> tuple[list, list]:
-    "The picture's (x, y) = (v, u) of the γ path from `uvw` over DIR_LENGTH cm along `direction` (xyz), projected."
-    uvw = np.asarray(uvw, float)
-    d = np.asarray(direction, float)
-    end = G.xyz_to_uvw(G.uvw_to_xyz(uvw) + DIR_LENGTH * d / np.linalg.norm(d))
-    return [float(uvw[1]), float(end[1])], [float(uvw[0]), float(end[0])]
+    """The picture's (x, y) = (v, u) of a direction's arrow from `uvw`: its components along v (φ̂ there) and u (z),
+    times DIR_SCALE. A γ from the target travels almost radially, so the arrow shows how it leans; the arrows of the
+    truth and of a prediction differ by about DIR_SCALE · (opening angle in radians)."""
+    u, v, w = (float(a) for a in uvw)
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    a = v / G.R_EFF
+    dv, du = d[0] * np.sin(a) + d[1] * np.cos(a), d[2]
+    return [v, v + DIR_SCALE * dv], [u, u + DIR_SCALE * du]
 
 def _fmt_uvw(p) -> str: return "(" + ", ".join(f"{x:.2f}" for x in p) + ") cm"
 
@@ -141,7 +157,8 @@ def _point_text(ev: dict, preds: dict, impl: str) -> str:
         lines.append(f"Δt = {E.time_error(ev['timeTruth'], t.values['pred_time'][row]):+.3f} ns")
     a = preds.get(("xec.angle", impl))
     if a is not None and "emiVec" in ev:
-        lines.append(f"opening angle {float(E.angle_error(ev['emiVec'][None], a.values['pred_angle'][row][None])[0]):.2f}°")
+        opening = float(E.angle_error(ev["emiVec"][None], a.values["pred_angle"][row][None])[0])
+        lines.append(f"opening angle {opening:.2f}°")
     return "<br>".join(lines)
 
 # %% ../../../nbs/xec/16_display.ipynb #f888521d
@@ -161,21 +178,28 @@ def colour_values(ev: dict, preds: dict | None = None, color: str = "npho", fill
     else: raise HepnbError(f"colour must be npho or time, not {color!r}", where="event display")
     return c.astype(np.float32), npho.astype(np.float32), filled
 
-def figure_data(ev: dict, preds: dict | None = None, color: str = "npho", fill: str | None = None) -> dict:
-    "Every trace's per-event properties (`trace_keys` order), and `layout`: the title and the colour range."
+def figure_data(ev: dict, preds: dict | None = None, color: str = "npho", fill: str | None = None,
+                live: bool = False) -> dict:
+    """Every trace's per-event properties (`trace_keys` order), and `layout`: the title and the colour range.
+    `live`: for the browser (hover values on the hover layers, 1-D arrays only)."""
     preds, u = preds or {}, unrolled()
     xy, row = u["xy"], ev["row"]
     c, npho, filled = colour_values(ev, preds, color, fill)
     out = {}
     for f, s in u["cells"].items(): out["heat", f] = {"z": c[s]}
     for f, s in u["markers"].items(): out["pmt", f] = {"marker": {"color": c[s]}}
-    for f, s in u["faces"].items(): out["hover", f] = {"customdata": npho[s], "marker": {"color": ev["time"][s]}}
+    if live:
+        for f, s in u["faces"].items(): out["hover", f] = {"customdata": npho[s], "marker": {"color": ev["time"][s]}}
+    else:
+        values = np.stack([npho, ev["time"]], 1)
+        for k in list(out): out[k]["customdata"] = values[(u["cells"] if k[0] == "heat" else u["markers"])[k[1]]]
     faces = G.sensors()["face"]
     d = np.flatnonzero(ev["dead"] & ~filled)
     out["dead",] = {"x": xy[d, 0], "y": xy[d, 1], "text": [f"{G.FACES[faces[i]]} sensor {i}" for i in d]}
     fl = np.flatnonzero(filled)
     out["filled",] = {"x": xy[fl, 0], "y": xy[fl, 1],
-                      "text": [f"{G.FACES[faces[i]]} sensor {i}: dead, inpainted npho {npho[i]:.4g} ({fill})" for i in fl]}
+                      "text": [f"{G.FACES[faces[i]]} sensor {i}: dead, inpainted npho {npho[i]:.4g} ({fill})"
+                               for i in fl]}
     truth = ev.get("uvwTruth")
     if truth is not None:
         txt = f"<b>truth</b><br>(u, v, w) = {_fmt_uvw(truth)}"
@@ -187,13 +211,17 @@ def figure_data(ev: dict, preds: dict | None = None, color: str = "npho", fill: 
             q = p.values["pred_uvw"][row]
             out["pos", impl] = {"x": [float(q[1])], "y": [float(q[0])], "text": [_point_text(ev, preds, impl)]}
         elif stage == "xec.angle":
-            start = preds[("xec.position", impl)].values["pred_uvw"][row] if ("xec.position", impl) in preds else truth
+            # from the true first interaction (one frame for every arrow), else from the implementation's own
+            start = truth if truth is not None else preds.get(("xec.position", impl))
+            start = start.values["pred_uvw"][row] if hasattr(start, "values") else start
             a = p.values["pred_angle"][row]
             ok = start is not None and np.isfinite(a).all() and np.isfinite(start).all()
-            out["dir", impl] = dict(zip("xy", _ray(start, E.direction_from_angles(a[None])[0]))) if ok else {"x": [], "y": []}
-    for k in trace_keys(preds):                       # an implementation without a value for this event: nothing drawn
+            arrow = _ray(start, E.direction_from_angles(a[None])[0]) if ok else ([], [])
+            out["dir", impl] = dict(zip("xy", arrow))
+    for k in trace_keys(preds, live):                 # an implementation without a value for this event: nothing drawn
         if k not in out and k[0] in ("truth", "truth_dir", "pos", "dir"): out[k] = {"x": [], "y": []}
-        elif k[0] in ("pos", "dir") and not np.isfinite(np.asarray(out[k]["x"], float)).all(): out[k] = {"x": [], "y": []}
+        elif k[0] in ("pos", "dir") and not np.isfinite(np.asarray(out[k]["x"], float)).all():
+            out[k] = {"x": [], "y": []}
     out["layout"] = {"title.text": _title(ev), **_colour_axis(c, npho, color)}
     return out
 
@@ -212,7 +240,8 @@ def _colour_axis(c: np.ndarray, npho: np.ndarray, color: str) -> dict:
         title = "time [ns]"
     else:
         lo, hi, title = 0.0, (float(c[ok].max()) if ok.any() else 1.0), "log10(1 + npho)"
-    return {"coloraxis.cmin": float(lo), "coloraxis.cmax": float(max(hi, lo + 1e-6)), "coloraxis.colorbar.title.text": title}
+    return {"coloraxis.cmin": float(lo), "coloraxis.cmax": float(max(hi, lo + 1e-6)),
+            "coloraxis.colorbar.title.text": title}
 
 # %% ../../../nbs/xec/16_display.ipynb #2042ece6
 def _set(d: dict, path: str, value) -> None:
@@ -229,37 +258,43 @@ def base_layout(height: int = 820) -> dict:
     "The fixed layout: equal scales, face names, one colour axis, the legend above the picture (clear of the faces)."
     u = unrolled()
     hu, hv, yo = u["half_u"], u["half_v"], u["y_outer"]
-    notes = [("inner (MPPC)", 0, hu), ("upstream", 0, -hu - GAP - 6 * WALL), ("downstream", 0, hu + GAP + 6 * WALL),
-             ("outer", 0, yo + G.OUTER_Z0 - G.OUTER_DZ / 2), ("top", hv + 20, -45), ("bottom", -hv - 20, -45)]
-    ann = [dict(text=t, x=x, y=y, showarrow=False, font=dict(size=11, color="#555"), yanchor="bottom" if y > 0 else "top")
-           for t, x, y in notes]
+    side = -hv - GAP                          # lateral and outer faces: named on their left, top and bottom below
+    notes = [("upstream", side, -hu - GAP - 3 * WALL, "right", "middle"),
+             ("downstream", side, hu + GAP + 3 * WALL, "right", "middle"),
+             ("outer", side, yo + G.OUTER_Z0, "right", "middle"),
+             ("top", hv + 20, -45, "center", "top"), ("bottom", -hv - 20, -45, "center", "top")]
+    ann = [dict(text=t, x=x, y=y, xanchor=xa, yanchor=ya, showarrow=False, font=dict(size=11, color="#555"))
+           for t, x, y, xa, ya in notes]
     axis = dict(showgrid=False, zeroline=False, ticks="outside")
-    return dict(height=height, autosize=True, margin=dict(l=60, r=20, t=105, b=50), annotations=ann, hovermode="closest",
+    return dict(height=height, autosize=True, margin=dict(l=60, r=20, t=105, b=50), annotations=ann,
+                hovermode="closest",
                 title=dict(text="", font=dict(size=13), x=0, xanchor="left", y=0.995, yanchor="top"),
-                xaxis=dict(title_text="v [cm] (faces unrolled around the inner face)", **axis),
+                xaxis=dict(title_text="v [cm]: the inner face (MPPC) in the centre, the others unrolled around it",
+                           **axis),
                 yaxis=dict(title_text="u [cm]", scaleanchor="x", scaleratio=1, **axis),
                 coloraxis=dict(colorscale="Viridis", colorbar=dict(thickness=14, len=0.6)), plot_bgcolor="#f4f4f4",
                 legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom", font=dict(size=11)),
                 showlegend=True, uirevision="event")
 
 def event_figure(ev: dict, preds: dict | None = None, color: str = "npho", fill: str | None = None,
-                 title: str | None = None, height: int = 820):
-    "One event as a plain plotly figure (what a report shows; the browser starts from it)."
+                 title: str | None = None, height: int = 820, live: bool = False):
+    "One event as a plain plotly figure (what a report shows; `live`: the browser's, which it then updates)."
     import plotly.graph_objects as go
-    fd = figure_data(ev, preds, color, fill)
+    fd = figure_data(ev, preds, color, fill, live)
     layout = base_layout(height)
     for k, v in fd["layout"].items(): _set(layout, k, v)
     if title is not None: layout["title"]["text"] = title
-    return go.Figure([_merge(trace_style(k), fd[k]) for k in trace_keys(preds)], layout)
+    return go.Figure([_merge(trace_style(k, live), fd[k]) for k in trace_keys(preds, live)], layout)
 
 def gallery(store: EventStore, table, rows, preds: dict | None = None, metric: str | None = None,
             color: str = "npho", fill: str | None = None, height: int = 700) -> list:
     "Static figures of several events (e.g. the worst of a stage); with `metric` each title starts with its value."
-    return _gallery(table, rows, lambda r: event_figure(store.event(r), preds, color, fill, height=height), metric=metric)
+    def draw(r): return event_figure(store.event(r), preds, color, fill, height=height)
+    return _gallery(table, rows, draw, metric=metric)
 
 # %% ../../../nbs/xec/16_display.ipynb #9d61dc3a
 class EventBrowser(Browser):
-    "Browse a dataset's XEC events in JupyterLab: the unrolled faces, truth and stage predictions, filters, worst first."
+    "Browse a dataset's XEC events in JupyterLab: the unrolled faces, truth and predictions, filters, worst first."
     def __init__(self, dataset, predictions: dict | None = None, *, color: str = "npho", fill: str | None = None,
                  event_filter: EventFilter | None = None, height: int = 820):
         import ipywidgets as W
@@ -269,9 +304,9 @@ class EventBrowser(Browser):
         self.preds = load_predictions(self.store, predictions)
         self.table = event_table(self.store, self.preds)
         self.color, self.fill, self.height = color, fill, height
-        self.keys = trace_keys(self.preds)
+        self.keys = trace_keys(self.preds, live=True)
         self.event = self.store.event(0)
-        self.fig = go.FigureWidget(event_figure(self.event, self.preds, color, fill, height=height))
+        self.fig = go.FigureWidget(event_figure(self.event, self.preds, color, fill, height=height, live=True))
         self.fig._config = {"responsive": True, "displaylogo": False}
         self._index = {k: i for i, k in enumerate(self.keys)}
         Browser.__init__(self, self.store.index, key_name="event_id")
@@ -306,7 +341,7 @@ class EventBrowser(Browser):
     def render(self):
         "Write the event shown into the figure's existing traces (one batched update)."
         self.event = ev = self.store.event(self.row)
-        fd = figure_data(ev, self.preds, self.color, self.fill)
+        fd = figure_data(ev, self.preds, self.color, self.fill, live=True)
         # two batched updates: `redraw` sends every path to every trace it is given, and a heatmap has no marker
         heat = [k for k in self.keys if k[0] == "heat"]
         redraw(self.fig, {self._index[k]: fd[k] for k in heat}, fd["layout"])

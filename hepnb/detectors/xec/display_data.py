@@ -97,7 +97,8 @@ def _open_prediction(store: EventStore, stage: str, impl: str, src) -> StagePred
         raise HepnbError(f"unknown stage {stage!r}; the XEC display knows {sorted(STAGE_COLUMNS)}", where=where)
     producer = (d.manifest.get("producer") or {}).get("stage")
     if producer is not None and producer != stage:
-        raise HepnbError(f"expected predictions of stage {stage}, found a dataset produced by stage {producer}", where=where)
+        raise HepnbError(f"expected predictions of stage {stage}, found a dataset produced by stage {producer}",
+                         where=where)
     missing = [c for c in ("event_id", *STAGE_COLUMNS[stage]) if c not in d.columns]
     if missing: raise HepnbError(f"predictions of {stage} need the columns {missing}; found {d.columns}", where=where)
     base_sha = (d.manifest.get("base") or {}).get("manifest_sha256")
@@ -105,7 +106,8 @@ def _open_prediction(store: EventStore, stage: str, impl: str, src) -> StagePred
         raise HepnbError(f"predictions of {stage} were made on another base dataset than {store.where}", where=where)
     t = d.read(["event_id", *STAGE_COLUMNS[stage]])
     if t.num_rows != store.n:
-        raise HepnbError(f"predictions of {stage} hold {t.num_rows} events, the dataset shown holds {store.n}", where=where)
+        raise HepnbError(f"predictions of {stage} hold {t.num_rows} events, the dataset shown holds {store.n}",
+                         where=where)
     rows = store.index.align(t.column("event_id").to_numpy(), where=f"{where} [column event_id]")
     values = {}
     for c in STAGE_COLUMNS[stage]:
@@ -172,7 +174,8 @@ def select_events(table, f: EventFilter) -> np.ndarray:
     if f.energy is not None: cond.append(pl.col("energy").is_between(*f.energy))
     if f.depth is not None: cond.append(pl.col("w").is_between(*f.depth))
     if f.pileup != "any":
-        if f.pileup not in ("none", "with"): raise HepnbError(f"pileup must be any, none or with, not {f.pileup!r}", where=where)
+        if f.pileup not in ("none", "with"):
+            raise HepnbError(f"pileup must be any, none or with, not {f.pileup!r}", where=where)
         cond.append((pl.col("pileup_energy") > 0) if f.pileup == "with" else (pl.col("pileup_energy") <= 0))
     return select_rows(table, cond, order_by=None if f.stage == "all" else f.stage, where=where)
 
