@@ -382,7 +382,7 @@ def static_event_figure(ev: dict, color_by: str = "particle", *, preds: dict | N
     cols = 3 if three_d else 2
     specs = [[{}, {}] + ([{"type": "scene"}] if three_d else [])]
     fig = make_subplots(rows=1, cols=cols, specs=specs, column_widths=[0.3, 0.3, 0.4][:cols] if three_d else None,
-                        subplot_titles=("XZ view (x strips)", "YZ view (y strips)", "3-D (strips as segments)")[:cols], horizontal_spacing=0.07)
+                        subplot_titles=("XZ view (x strips)", "YZ view (y strips)", "3-D (strips as segments)")[:cols], horizontal_spacing=0.09)
     for key, d in fd.items():
         if not isinstance(key, tuple) or key[-1] == 3 and not three_d or key[0] == "selected": continue
         if not len(d.get("x", ())): continue
