@@ -19,10 +19,10 @@ from .core import HepnbError, atomic_write_bytes, progress, seed_everything, sha
 from .settings import load_settings
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'TrainConfig', 'lr_factor', 'to_device', 'batch_events', 'epoch_data',
+__all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'RUN_RECORD', 'TrainConfig', 'lr_factor', 'to_device', 'batch_events', 'epoch_data',
            'model_signature', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'rng_state', 'set_rng_state',
            'MetricsLog', 'resolve_device', 'autocast_dtype', 'find_checkpoint', 'rename_keys', 'init_weights',
-           'freeze_params', 'unfreeze_last', 'frozen_modules', 'decays', 'param_groups', 'Gather', 'Trainer',
+           'freeze_params', 'unfreeze_last', 'frozen_modules', 'decays', 'param_groups', 'Gather', 'Trainer', 'fit_run',
            'export_onnx', 'onnx_parity']
 
 # %% ../nbs/31_train.ipynb #2086ffd0
@@ -974,6 +974,37 @@ class Trainer:
                 import torch.distributed as dist
                 dist.destroy_process_group()
                 self._owns_pg = False
+
+# %% ../nbs/31_train.ipynb #4cbb54fa
+RUN_RECORD = "model.json"
+
+def fit_run(run_dir: str | os.PathLike, build: Callable[[], nn.Module], loss_fn: Callable, train_loader,
+            val_loader, config: TrainConfig, *, record: dict, dataset=None, resume: bool = False,
+            mlflow_uri: str | None = None, val_metrics: Any = None) -> dict:
+    "Train the model `build()` makes into `run_dir` as every detector does (see above); return the final metrics."
+    import json
+    from dataclasses import replace
+    from hepnb.core import atomic_write_text, output_lock
+    from hepnb.dataset import MANIFEST
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(run_dir):          # one training per run folder at a time: model.json and checkpoints are its
+        stream = getattr(train_loader, "dataset", None)
+        if config.max_steps is None and callable(getattr(stream, "num_events", None)):
+            per_epoch = math.ceil(stream.num_events() / stream.config.batch_size / config.grad_accum)
+            config = replace(config, max_steps=max(1, per_epoch * config.epochs))
+        torch.manual_seed(config.seed)
+        model = build()
+        trainer = Trainer(model, loss_fn, epoch_data(train_loader),
+                          epoch_data(val_loader) if val_loader is not None else None, config, run_dir,
+                          resume=resume, mlflow_uri=mlflow_uri, val_metrics=val_metrics)
+        info = {**record, "train": config.to_dict()}
+        if dataset is not None:
+            info.update(dataset=str(Path(dataset.path).resolve()),
+                        dataset_manifest_sha256=sha256_file(Path(dataset.path) / MANIFEST))
+        info["resolved"] = trainer.resolved
+        if not resume: atomic_write_text(run_dir / RUN_RECORD, json.dumps(info, indent=1, default=str) + "\n")
+        return trainer.fit()
 
 # %% ../nbs/31_train.ipynb #9dbb8e00
 def _as_tuple(x) -> tuple: return tuple(x) if isinstance(x, (tuple, list)) else (x,)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from ...core import HepnbError, atomic_write_text, output_lock, sha256_file
-from ...dataset import MANIFEST, Dataset, open_dataset
+from ...core import HepnbError
+from ...dataset import Dataset, open_dataset
 from ...loader import collate, make_loader
 from ...stage import StageImpl
-from ...train import TrainConfig, Trainer, epoch_data, load_weights
+from ...train import TrainConfig, fit_run, load_weights
 from .models import AtarModel, AtarModelConfig, TASKS, forward, loader_config, loss  # noqa: F401
 from .stages import (
     ENDPOINTS, EVENT_CLASSIFIER, GROUP_CLASSIFIER, HIT_SPLITTER, PATTERN_FINDER, PION_STOP, POSITRON_ANGLE)
@@ -38,29 +38,12 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
     mc = model or AtarModelConfig(task=task)
     if mc.task != task: mc = AtarModelConfig(**{**asdict(mc), "task": task})
     tc = train or TrainConfig()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with output_lock(run_dir):          # one training per run folder at a time: model.json and checkpoints are its
-        return _train(task, ds, run_dir, mc, tc, batch_size, num_workers, resume, mlflow_uri)
-
-def _train(task, ds, run_dir, mc, tc, batch_size, num_workers, resume, mlflow_uri) -> dict:
-    info = {"detector": "atar", "task": task, "model": asdict(mc), "train": tc.to_dict(), "batch_size": batch_size,
-            "dataset": str(ds.path.resolve()), "dataset_manifest_sha256": sha256_file(ds.path / MANIFEST)}
     opts = dict(batch_size=batch_size, num_workers=num_workers, seed=tc.seed)
     tl = make_loader(ds, loader_config(task, split="train", shuffle=True, **opts))
     vl = make_loader(ds, loader_config(task, split="val", **opts))
-    if tc.max_steps is None:   # the streaming loader has no len(): the cosine horizon comes from the split's size
-        import dataclasses, math
-        per_epoch = math.ceil(tl.dataset.num_events() / batch_size / tc.grad_accum)
-        tc = dataclasses.replace(tc, max_steps=max(1, per_epoch * tc.epochs))
-    torch.manual_seed(tc.seed)
-    net = AtarModel(mc)
-    trainer = Trainer(net, loss, epoch_data(tl), epoch_data(vl), tc, run_dir, resume=resume, mlflow_uri=mlflow_uri)
-    # after the Trainer accepted the folder (a finished run is not overwritten without --resume); with what
-    # "auto" became on this machine and, when fine-tuning, the source checkpoint's path and SHA-256
-    info["resolved"] = trainer.resolved
-    if not resume: atomic_write_text(run_dir / "model.json", json.dumps(info, indent=1) + "\n")
-    return trainer.fit()
+    record = {"detector": "atar", "task": task, "model": asdict(mc), "batch_size": batch_size}
+    return fit_run(run_dir, lambda: AtarModel(mc), loss, tl, vl, tc, record=record, dataset=ds, resume=resume,
+                   mlflow_uri=mlflow_uri)
 
 def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu") -> AtarModel:
     "The trained model of a run folder (EMA weights when the run kept them), in eval mode."

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 import torch.nn.functional as F
-from ...core import HepnbError, atomic_write_text, output_lock, sha256_file
-from ...dataset import MANIFEST, Dataset, open_dataset
+from ...core import HepnbError
+from ...dataset import Dataset, open_dataset
 from ...loader import LoaderConfig, collate, make_loader
 from ...stage import StageImpl
-from ...train import TrainConfig, Trainer, epoch_data, load_weights
+from ...train import TrainConfig, fit_run, load_weights
 from .models import (MaskedSensorModel, Normalisation, XecModel, XecModelConfig, mask_sensors,
                                         masked_sensor_loss, npho_from_prime, sensor_inputs)
 from .stages import ANGLE, ENERGY, POSITION, TIME
@@ -166,34 +166,23 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
     if task == "regress" and not mc.tasks: raise HepnbError("regress needs at least one head", where="model [tasks]")
     tc = train or TrainConfig()
     if tc.init_from: tc = _mae_source_maps(tc, mc)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with output_lock(run_dir):
-        return _train(ds, run_dir, mc, tc, batch_size, num_workers, resume, mlflow_uri)
-
-def _train(ds, run_dir, mc, tc, batch_size, num_workers, resume, mlflow_uri) -> dict:
-    info = {"detector": "xec", "task": mc.task, "model": asdict(mc), "train": tc.to_dict(), "batch_size": batch_size,
-            "dataset": str(ds.path.resolve()), "dataset_manifest_sha256": sha256_file(ds.path / MANIFEST)}
-    opts = dict(batch_size=batch_size, num_workers=num_workers, seed=tc.seed)
     masked = mc.task in ("mae", "inpaint")
+    opts = dict(batch_size=batch_size, num_workers=num_workers, seed=tc.seed)
     tl = make_loader(ds, loader_config(mc, split="train", shuffle=True, targets=not masked, **opts))
     vl = make_loader(ds, loader_config(mc, split="val", targets=not masked, **opts))
-    if tc.max_steps is None:
-        per_epoch = math.ceil(tl.dataset.num_events() / batch_size / tc.grad_accum)
-        tc = dataclasses.replace(tc, max_steps=max(1, per_epoch * tc.epochs))
-    torch.manual_seed(tc.seed)
+    record = {"detector": "xec", "task": mc.task, "model": asdict(mc), "batch_size": batch_size}
     if masked:
-        net, loss_fn, val = MaskedSensorModel(mc.model()), masked_loss(mc.mask_ratio, mc.task == "inpaint"), None
-    else:
+        loss_fn = masked_loss(mc.mask_ratio, mc.task == "inpaint")
+        return fit_run(run_dir, lambda: MaskedSensorModel(mc.model()), loss_fn, tl, vl, tc, record=record, dataset=ds,
+                       resume=resume, mlflow_uri=mlflow_uri)
+    stats = target_stats(ds, mc, tc.seed)
+    def build():
         net = XecModel(mc.model())
-        net.set_target_stats(target_stats(ds, mc, tc.seed))
-        heads = net.cfg.tasks
-        loss_fn, val = regression_loss, (lambda *parts: resolutions(heads, *parts))
-    trainer = Trainer(net, loss_fn, epoch_data(tl), epoch_data(vl), tc, run_dir, resume=resume, mlflow_uri=mlflow_uri,
-                      val_metrics=val)
-    info["resolved"] = trainer.resolved
-    if not resume: atomic_write_text(run_dir / "model.json", json.dumps(info, indent=1) + "\n")
-    return trainer.fit()
+        net.set_target_stats(stats)
+        return net
+    heads = mc.model().tasks
+    return fit_run(run_dir, build, regression_loss, tl, vl, tc, record=record, dataset=ds, resume=resume,
+                   mlflow_uri=mlflow_uri, val_metrics=lambda *parts: resolutions(heads, *parts))
 
 def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu"):
     "The trained model of a run folder (EMA weights when kept), in eval mode, and its `ModelConfig`."

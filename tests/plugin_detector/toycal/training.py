@@ -1,16 +1,16 @@
 """The toy calorimeter's models: a shared sensor backbone, an energy head or (pretraining) a masked-sensor decoder,
 trained with hepnb's generic Trainer."""
-import dataclasses, json, math, os
+import dataclasses, json, os
 from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
 import torch.nn as nn
-from hepnb.core import HepnbError, atomic_write_text, output_lock
+from hepnb.core import HepnbError
 from hepnb.dataset import Dataset, open_dataset
 from hepnb.loader import LoaderConfig, collate, make_loader
 from hepnb.stage import StageImpl
-from hepnb.train import TrainConfig, Trainer, epoch_data, load_weights
+from hepnb.train import TrainConfig, fit_run, load_weights
 from .schema import N_SENSORS
 from .stages import ENERGY
 
@@ -67,18 +67,11 @@ def train_task(task, dataset, run_dir, *, model: ModelConfig | None = None, trai
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
     mc = dataclasses.replace(model or ModelConfig(), task=task)
     tc = train or TrainConfig()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with output_lock(run_dir):
-        tl = make_loader(ds, loader_config(split="train", shuffle=True, batch_size=batch_size, num_workers=num_workers, seed=tc.seed))
-        vl = make_loader(ds, loader_config(split="val", batch_size=batch_size, num_workers=num_workers, seed=tc.seed))
-        if tc.max_steps is None:
-            per_epoch = math.ceil(tl.dataset.num_events() / batch_size / tc.grad_accum)
-            tc = dataclasses.replace(tc, max_steps=max(1, per_epoch * tc.epochs))
-        torch.manual_seed(tc.seed)
-        trainer = Trainer(ToyModel(mc), loss, epoch_data(tl), epoch_data(vl), tc, run_dir, resume=resume, mlflow_uri=mlflow_uri)
-        if not resume: atomic_write_text(run_dir / "model.json", json.dumps({"model": dataclasses.asdict(mc)}) + "\n")
-        return trainer.fit()
+    opts = dict(batch_size=batch_size, num_workers=num_workers, seed=tc.seed)
+    tl = make_loader(ds, loader_config(split="train", shuffle=True, **opts))
+    vl = make_loader(ds, loader_config(split="val", **opts))
+    return fit_run(run_dir, lambda: ToyModel(mc), loss, tl, vl, tc, record={"detector": "toycal", "model": dataclasses.asdict(mc)},
+                   dataset=ds, resume=resume, mlflow_uri=mlflow_uri)
 
 
 def load_model(run_dir, device: str = "cpu") -> ToyModel:
