@@ -42,7 +42,8 @@ class KeyIndex:
         of this table once: values read in that table's order land at `rows` in this one."""
         rows = self.rows(keys, where=where)
         if len(rows) != len(self.keys):
-            raise HepnbError(f"expected {len(self.keys)} events (one per event shown), found {len(rows)}", where=where or self.where)
+            raise HepnbError(f"expected {len(self.keys)} events (one per event shown), found {len(rows)}",
+                             where=where or self.where)
         if len(np.unique(rows)) != len(rows):
             raise HepnbError(f"expected each {self.name} once, found duplicates", where=where or self.where)
         return rows
@@ -132,7 +133,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     for k, v in d.items():
         if k == "index": continue
         if isinstance(v, dict) and not k.startswith("error_"): out.update(_flatten(v, f"{prefix}{k}."))
-        elif isinstance(v, np.ndarray): out[f"{prefix}{k}"] = np.ascontiguousarray(v)   # a binary buffer must be contiguous
+        elif isinstance(v, np.ndarray): out[f"{prefix}{k}"] = np.ascontiguousarray(v)   # binary buffers are contiguous
         else: out[f"{prefix}{k}"] = v
     return out
 
@@ -157,7 +158,8 @@ def redraw(fig, traces: dict, layout: dict | None = None, clear_selection: bool 
     restyle = {p: [f[p] if p in f else _get_path(fig._data[k], p) for f, k in zip(flat, ks)] for p in paths}
     relayout = dict(layout or {})
     if restyle or relayout:
-        restyle, relayout, _ = fig._perform_plotly_update(restyle_data=restyle, relayout_data=relayout, trace_indexes=ks)
+        restyle, relayout, _ = fig._perform_plotly_update(restyle_data=restyle, relayout_data=relayout,
+                                                          trace_indexes=ks)
     if clear_selection:       # plotly.js keeps them in its own state: sent even when Python's copy holds no selection
         restyle = {**restyle, "selectedpoints": [None] * len(ks)}
         relayout = {**relayout, "selections": []}
@@ -170,8 +172,9 @@ def static_html(fig, height: int | None = None) -> str:
     div = f"hepnb-{uuid.uuid4().hex[:12]}"
     h = height or fig.layout.height or 450
     spec = fig.to_json().replace("</", "<\\/")
-    return (f'<div id="{div}" class="hepnb-static-figure" style="width:100%;height:{h}px"></div>\n<script>window.addEventListener('
-            f'"load", function () {{ const s = {spec}; const el = document.getElementById("{div}"); if (window.Plotly) '
+    return (f'<div id="{div}" class="hepnb-static-figure" style="width:100%;height:{h}px"></div>\n'
+            f'<script>window.addEventListener("load", function () {{ const s = {spec}; '
+            f'const el = document.getElementById("{div}"); if (window.Plotly) '
             'Plotly.newPlot(el, s.data, s.layout, {responsive: true, displaylogo: false}); else el.textContent = '
             f'"(the figure needs plotly.js, which this page does not load)"; }});</script>')
 
@@ -192,7 +195,7 @@ class Browser:
     def __init__(self, index: KeyIndex, rows=(), key_name: str = "event_id"):
         import ipywidgets as W
         self.index, self.nav, self._updating = index, Navigator(np.asarray(rows, np.int64)), False
-        self.w_prev = W.Button(description="◀ previous", layout=W.Layout(width="auto", flex="0 0 auto"))   # never squeezed
+        self.w_prev = W.Button(description="◀ previous", layout=W.Layout(width="auto", flex="0 0 auto"))  # not squeezed
         self.w_next = W.Button(description="next ▶", layout=W.Layout(width="auto", flex="0 0 auto"))
         self.w_pos = W.BoundedIntText(value=1, min=1, max=1, description="#", layout=W.Layout(width="150px"))
         self.w_key = W.IntText(value=0, description=key_name, continuous_update=False, layout=W.Layout(width="200px"))

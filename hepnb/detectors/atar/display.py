@@ -27,8 +27,9 @@ def _split_color(value: str) -> tuple[str, str | None]:
     mode, _, impl = value.partition(":")
     return mode, impl or None
 
-_SYMBOL = {"hits": "●", "truth_stop": "✕", "truth_muon": "◇", "truth_positron": "→", "truth_ends": "■", "pred_stop": "○",
-           "pred_ends": "□", "pred_positron": "⇢"}
+_SYMBOL = {"hits": "●", "truth_stop": "✕", "truth_muon": "◇", "truth_positron": "→", "truth_ends": "■",
+           "pred_stop": "○", "pred_ends": "□", "pred_positron": "⇢"}
+_GRADIENT = "<span style='background:linear-gradient(90deg,#440154,#21918c,#fde725)'>&nbsp;&nbsp;&nbsp;&nbsp;</span>"
 
 def _legend(keys, fd: dict) -> str:
     "The legend of the 2-D views as one HTML line: a coloured symbol and the name of every category drawn."
@@ -40,9 +41,9 @@ def _legend(keys, fd: dict) -> str:
         name = fd[k].get("name") or style.get("name")
         if not name or name in seen: continue
         seen.add(name)
-        c = fd[k].get("marker", {}).get("color", style.get("marker", {}).get("color", style.get("line", {}).get("color")))
-        swatch = (f"<span style='color:{c}'>{_SYMBOL[k[0]]}</span>" if isinstance(c, str) else
-                  "<span style='background:linear-gradient(90deg,#440154,#21918c,#fde725)'>&nbsp;&nbsp;&nbsp;&nbsp;</span>")
+        fixed = style.get("marker", {}).get("color", style.get("line", {}).get("color"))
+        c = fd[k].get("marker", {}).get("color", fixed)
+        swatch = f"<span style='color:{c}'>{_SYMBOL[k[0]]}</span>" if isinstance(c, str) else _GRADIENT
         items.append(f"<span style='white-space:nowrap'>{swatch} {html.escape(name)}</span>")
     return "<div style='font-size:12px;line-height:1.6'>" + " &nbsp;&nbsp; ".join(items) + "</div>"
 
@@ -86,7 +87,7 @@ class EventBrowser(Browser):
         self.w_hits, self.w_legend = W.HTML(), W.HTML()
         self.w_color.observe(lambda c: self._guard(self.set_color, c["new"]), "value")
         self.w_extent.observe(lambda c: self._guard(self.set_extent, c["new"]), "value")
-        # the 3-D view costs most of a switch in the browser (WebGL): it can be switched off while stepping through events
+        # the 3-D view costs most of a switch in the browser (WebGL): it can be off while stepping through events
         self.w_3d = W.Checkbox(value=three_d, description="3-D view", indent=False, layout=W.Layout(width="auto"))
         self.w_3d.observe(lambda c: self._guard(self.set_three_d, c["new"]), "value")
         for w in (self.w_mode, self.w_pileup, self.w_time, self.w_stage):
@@ -94,7 +95,8 @@ class EventBrowser(Browser):
         self.color_by = self.w_color.value
         self.filter = event_filter or EventFilter()
         self.nav.select(select_events(self.table, self.filter))
-        self._box3d = W.Box([self.fig3d], layout=W.Layout(flex="1 1 62%", min_width="0", display=None if three_d else "none"))
+        box = W.Layout(flex="1 1 62%", min_width="0", display=None if three_d else "none")
+        self._box3d = W.Box([self.fig3d], layout=box)
         wrap = W.Layout(flex_flow="row wrap")                # narrow notebooks: controls go to a second line
         self.widget = W.VBox([W.HBox([self.w_prev, self.w_next, self.w_pos, self.w_event_id, self.w_color, self.w_extent,
                                       self.w_3d], layout=wrap),
@@ -119,9 +121,11 @@ class EventBrowser(Browser):
         # no fixed width: the views fill the notebook's width (plotly's responsive mode); the legend is an HTML line
         # above them (`_legend`): plotly redraws its own legend on every switch, a third of a 2-D switch in the browser
         f2.update_layout(height=self.height, autosize=True, margin=dict(l=55, r=10, t=75, b=45), uirevision="event",
-                         dragmode="select", showlegend=False, title=dict(text="", font=dict(size=13), x=0, xanchor="left"))
+                         dragmode="select", showlegend=False,
+                         title=dict(text="", font=dict(size=13), x=0, xanchor="left"))
         f3.update_layout(height=self.height + 60, autosize=True, margin=dict(l=0, r=0, t=30, b=0), uirevision="event",
-                         showlegend=False, scene=scene(g), title=dict(text="3-D: strips as segments, detector outline", font=dict(size=12)))
+                         showlegend=False, scene=scene(g),
+                         title=dict(text="3-D: strips as segments, detector outline", font=dict(size=12)))
         self.fig2d, self.fig3d = go.FigureWidget(f2), go.FigureWidget(f3)
         for f in (self.fig2d, self.fig3d): f._config = {"responsive": True, "displaylogo": False}
         self._trace, self._index = {}, {}
