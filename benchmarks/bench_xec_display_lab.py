@@ -29,20 +29,21 @@ CELLS = [
     "from hepnb.stage import run_stage\ntmp = Path(tempfile.mkdtemp())\n"
     "ds = simulate_dataset(tmp / 'events', 30, seed=5)\npos = run_stage(S.LocalFit(), ds, tmp / 'pos')\n"
     "preds = {'xec.position': {'classical': pos.path},\n"
-    "         'xec.energy': {'classical': run_stage(S.PhotonSum(), ds, tmp / 'e', upstream={'xec.position': pos}).path},\n"
+    "         'xec.energy': {'classical': run_stage(S.PhotonSum(), ds, tmp / 'e',\n"
+    "                                                   upstream={'xec.position': pos}).path},\n"
     "         'xec.inpaint': {'classical': run_stage(NeighbourMean(), ds, tmp / 'inp').path}}",
     "browser = EventBrowser(ds.path, preds)\nbrowser",
 ]
-# in the page: the time from a click on "next" to the frame after the figure's title names the next event
-TIMED_SWITCH = """(key) => new Promise((resolve, reject) => {
+# in the page: the time from a click on "next" to the frame after the figure's title names another event
+TIMED_SWITCH = """(before) => new Promise((resolve, reject) => {
     const gd = document.querySelector('.js-plotly-plot');
     const button = [...document.querySelectorAll('button')].find(b => b.textContent.includes('next'));
-    const done = () => { const t = gd.querySelector('.gtitle'); return t !== null && t.textContent.includes(key); };
     const t0 = performance.now();
-    const watch = new MutationObserver(() => { if (done()) { watch.disconnect();
-        requestAnimationFrame(() => resolve(performance.now() - t0)); } });
+    const watch = new MutationObserver(() => { const t = gd.querySelector('.gtitle');
+        if (t && !t.textContent.startsWith(before + ' ')) { watch.disconnect();
+            requestAnimationFrame(() => resolve(performance.now() - t0)); } });
     watch.observe(gd, {subtree: true, childList: true, characterData: true});
-    setTimeout(() => { watch.disconnect(); reject(new Error('no redraw of ' + key + ' within 20 s')); }, 20000);
+    setTimeout(() => { watch.disconnect(); reject(new Error('no redraw within 20 s')); }, 20000);
     button.click(); })"""
 TITLE = "() => { const t = document.querySelector('.js-plotly-plot .gtitle'); return t ? t.textContent : ''; }"
 
@@ -69,7 +70,8 @@ def main():
     log = open(tmp / "lab.log", "w")
     lab = subprocess.Popen([str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--ip", "127.0.0.1",
                             "--port", str(port), f"--IdentityProvider.token={token}", "--allow-root",
-                            f"--ServerApp.root_dir={tmp}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                            f"--ServerApp.root_dir={tmp}",
+                            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
                            cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -97,17 +99,10 @@ def main():
                 time.sleep(0.5)
             first = page.evaluate(TITLE)
             if not first.startswith("event_id"): raise SystemExit(f"the browser did not draw; log {tmp / 'lab.log'}")
-            ids = [int(s) for s in page.evaluate("() => document.body.innerText").split() if s.isdigit()]
             times, titles = [], []
             for k in range(a.switches):
                 before = page.evaluate(TITLE).split(" · ")[0]
-                t = page.evaluate("""(before) => new Promise(res => { const gd = document.querySelector('.js-plotly-plot');
-                    const button = [...document.querySelectorAll('button')].find(b => b.textContent.includes('next'));
-                    const t0 = performance.now();
-                    const watch = new MutationObserver(() => { const t = gd.querySelector('.gtitle');
-                        if (t && !t.textContent.startsWith(before + ' ')) { watch.disconnect();
-                            requestAnimationFrame(() => res(performance.now() - t0)); } });
-                    watch.observe(gd, {subtree: true, childList: true, characterData: true}); button.click(); })""", before)
+                t = page.evaluate(TIMED_SWITCH, before)
                 times.append(t)
                 titles.append(page.evaluate(TITLE).split(" · ")[0])
             box = page.locator(".js-plotly-plot .draglayer .xy .nsewdrag").first.bounding_box()
