@@ -10,8 +10,8 @@ import numpy as np
 from .core import HepnbError, atomic_write_bytes, atomic_write_text
 
 # %% auto #0
-__all__ = ['plotly_js_name', 'write_plotly_js', 'export_html', 'check_parameters', 'NotebookError', 'declared_parameters',
-           'run_notebook', 'format_value', 'html_table', 'show_table', 'compare_table']
+__all__ = ['KERNEL_START_TIMEOUT', 'plotly_js_name', 'write_plotly_js', 'export_html', 'check_parameters', 'NotebookError',
+           'declared_parameters', 'run_notebook', 'format_value', 'html_table', 'show_table', 'compare_table']
 
 # %% ../nbs/06_report.ipynb #3b0611ad
 _EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?:)?(?://[^"]*)?"[^>]*>\s*</script>')
@@ -107,8 +107,17 @@ def _kernel_manager_class():
 
     class QuietKernelManager(AsyncKernelManager):
         def __init__(self, **kw):
+            import tempfile
             super().__init__(**kw)
-            self.transport = "ipc"          # before the connection file is written: its sockets are files beside it
+            self.transport = "ipc"
+            # the sockets are files named ip-<n>: a folder of this kernel's own, or kernels started at the same
+            # time in one working folder ("kernel-ipc-1", ...) would talk to each other
+            self._ipc_dir = tempfile.mkdtemp(prefix="hepnb-kernel-")
+            self.ip = os.path.join(self._ipc_dir, "k")
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart: shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
         async def _async_interrupt_kernel(self) -> None:
             # jupyter_client interrupts every kernel before shutting it down, and an idle ipykernel then logs
@@ -117,6 +126,8 @@ def _kernel_manager_class():
             await super()._async_interrupt_kernel()
 
     return QuietKernelManager
+
+KERNEL_START_TIMEOUT = 300   # s: a kernel importing torch on a loaded machine can take minutes (papermill: 60)
 
 def declared_parameters(template: str | os.PathLike) -> dict:
     "The parameters a notebook declares in its `parameters` cell: {name: inferred type name}."
@@ -155,11 +166,14 @@ def run_notebook(template: str | os.PathLike, out_dir: str | os.PathLike, parame
     try:
         pm.execute_notebook(str(template), str(nb_out), parameters=parameters or {}, kernel_name=kernel,
                             progress_bar=False, cwd=str(Path.cwd()), execution_timeout=timeout,
-                            language="python", store_widget_state=False,
+                            language="python", store_widget_state=False, start_timeout=KERNEL_START_TIMEOUT,
                             kernel_manager_class=_kernel_manager_class())
     except pm.PapermillExecutionError as e: err = ("failed", e.ename, e.evalue)
     except CellTimeoutError as e: err = ("timeout", "CellTimeoutError", f"a cell ran longer than {timeout} s")
     except DeadKernelError as e: err = ("killed", "DeadKernelError", "the kernel died (killed by a signal or out of memory)")
+    except RuntimeError as e:
+        if "didn't respond" not in str(e): raise
+        err = ("failed", "KernelStartError", f"the kernel did not start within {KERNEL_START_TIMEOUT} s (machine busy?)")
     finally:
         if old is None: os.environ.pop("PLOTLY_RENDERER", None)
         else: os.environ["PLOTLY_RENDERER"] = old

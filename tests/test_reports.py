@@ -56,3 +56,21 @@ def test_report_renders_offline_in_chromium_from_a_copied_folder(report, tmp_pat
     assert len(drawn) >= 10 and min(drawn) > 0
     assert not [t for t in ticks if re.search(r"\d[µmk]$", t)]      # powers of ten, not SI prefixes such as 100µ
     assert not [r for r in (*REPRS, "{'") if r in text]                # no raw dict, even in a table cell
+
+
+def test_notebooks_started_together_in_one_folder(tmp_path):
+    "Kernels talk over their own IPC sockets: several runs started at once in one folder do not cross (as campaigns do)."
+    import subprocess, sys
+    code = ("import sys, nbformat\nfrom pathlib import Path\nfrom hepnb.report import run_notebook\n"
+            "d = Path(sys.argv[1]); d.mkdir()\nnb = nbformat.v4.new_notebook()\n"
+            "nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'python3', 'language': 'python'}\n"
+            "p = nbformat.v4.new_code_cell('x = 1'); p.metadata['tags'] = ['parameters']\n"
+            "nb.cells = [p, nbformat.v4.new_code_cell('print(x * 7)')]\nnbformat.write(nb, d / 'k.ipynb')\n"
+            "run_notebook(d / 'k.ipynb', d / 'out', {'x': int(sys.argv[2])})\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"run{i}"), str(i)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    for i, p in enumerate(procs):
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and "Invalid Signature" not in err and "ERROR" not in err, err[-2000:]
+        assert f"{7 * i}" in (tmp_path / f"run{i}" / "out" / "k.ipynb").read_text()
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith("kernel")]        # no socket files left here
