@@ -55,8 +55,8 @@ def neighbour_table() -> np.ndarray:
 
 # %% ../../../nbs/xec/44_inpaint.ipynb #ebaf9b58
 def dead(npho: np.ndarray) -> np.ndarray:
-    "Sensors that were not read (1e10, NaN or negative)."
-    return ~np.isfinite(npho) | (npho >= 0.1 * INVALID) | (npho < 0)
+    "Sensors that were not read (1e10 or NaN); a slightly negative count is a live sensor's noise, not a dead one."
+    return ~np.isfinite(npho) | (npho >= 0.1 * INVALID)
 
 def neighbour_mean(npho: np.ndarray) -> np.ndarray:
     "Dead sensors filled with the mean of their live neighbours (0 when none is alive)."

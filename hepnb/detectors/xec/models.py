@@ -86,10 +86,10 @@ class XecModelConfig:
 def sensor_inputs(npho: torch.Tensor, time: torch.Tensor, norm: Normalisation,
                   keep: torch.Tensor | None = None) -> torch.Tensor:
     """[B, 4760, 4] network inputs (npho', npho valid, t', time valid) from raw npho and time [B, 4760]: invalid
-    (1e10, NaN, negative) or masked (`keep` False) sensors read 0 with flag 0."""
-    ok = torch.isfinite(npho) & (npho < 0.1 * INVALID) & (npho >= 0)
+    (1e10, NaN) or masked (`keep` False) sensors read 0 with flag 0; negative counts (noise) count as 0 photons."""
+    ok = torch.isfinite(npho) & (npho < 0.1 * INVALID)          # negative counts are live sensors' noise
     if keep is not None: ok = ok & keep
-    n = torch.where(ok, npho, torch.zeros_like(npho))
+    n = torch.where(ok, npho, torch.zeros_like(npho)).clamp_min(0)
     x = torch.log1p(n / norm.npho_scale) / norm.npho_div
     tok = ok & torch.isfinite(time) & (time < 0.1 * INVALID) & (n >= norm.time_min_npho)
     t = torch.where(tok, time / norm.time_scale - norm.time_shift, torch.zeros_like(time))
