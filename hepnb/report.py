@@ -129,10 +129,20 @@ def _kernel_manager_class():
 
 KERNEL_START_TIMEOUT = 300   # s: a kernel importing torch on a loaded machine can take minutes (papermill: 60)
 
-def declared_parameters(template: str | os.PathLike) -> dict:
-    "The parameters a notebook declares in its `parameters` cell: {name: inferred type name}."
-    import papermill as pm
-    return {k: v.get("inferred_type_name", "") for k, v in pm.inspect_notebook(str(template)).items()}
+def declared_parameters(template: str | os.PathLike) -> list[str]:
+    "The names a notebook assigns in its cell tagged `parameters`, in order (none without such a cell)."
+    import ast
+    import nbformat
+    nb = nbformat.read(template, as_version=4)
+    names: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "parameters" not in cell.metadata.get("tags", []): continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.Assign): targets = node.targets
+            elif isinstance(node, ast.AnnAssign): targets = [node.target]
+            else: continue
+            names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
 
 def run_notebook(template: str | os.PathLike, out_dir: str | os.PathLike, parameters: dict | None = None, *,
                  html_name: str = "index.html", show_code: bool = True, kernel: str = "python3",
