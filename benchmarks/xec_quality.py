@@ -4,8 +4,8 @@
 
 Simulates a training set (15-60 MeV), a calibration set for the classical constants and a held-out signal set
 (52.8 MeV; different seeds and run numbers), then:
-1. trains the energy and position regressors from scratch (spatial tokens) and the position regressor with the
-   seed's face tokens; pretrains the encoder on masked sensors and fine-tunes energy and position from it with
+1. trains the energy and position regressors from scratch (the seed's face tokens) and the position regressor with
+   spatial tokens; pretrains the encoder on masked sensors and fine-tunes energy and position from it with
    `--label-fraction` of the labels next to scratch with the same labels;
 2. trains the inpainter;
 3. runs the classical chain and the ML stages on the test set and prints the headline numbers side by side
@@ -90,7 +90,7 @@ def main():
     fit("energy", "energy", train, mc(task="energy"))
     fit("position", "position", train, mc(task="position"))
     if "tokens" not in skip:
-        fit("position-face-tokens", "position", train, mc(task="position", tokens="face"))
+        fit("position-spatial-tokens", "position", train, mc(task="position", tokens="spatial"))
     if "pretrain" not in skip:
         fit("mae", "mae", train, mc(task="mae", mask_ratio=0.6), dataclasses.replace(tc, epochs=a.pretrain_epochs))
         few = subset(train, a.out / "train-labelled", a.label_fraction, seed=3)
@@ -128,9 +128,9 @@ def main():
         c, ce = metric(rows, stage, m, "classical")
         summary[f"{name}.{m}"] = {"ml": v, "ml_error": e, "classical": c, "classical_error": ce, "ratio": v / c}
         lines.append(f"| {m} | {fmt(v, e)} | {fmt(c, ce)} | {v / c:.3f} |")
-    if "position-face-tokens" in ml_rows:
-        v, e = metric(ml_rows["position-face-tokens"], "xec.position", "uvw_dist_68pct", "ml")
-        s, se = metric(ml_rows["position"], "xec.position", "uvw_dist_68pct", "ml")
+    if "position-spatial-tokens" in ml_rows:
+        v, e = metric(ml_rows["position"], "xec.position", "uvw_dist_68pct", "ml")
+        s, se = metric(ml_rows["position-spatial-tokens"], "xec.position", "uvw_dist_68pct", "ml")
         lines += ["", f"Spatial tokens vs the seed's face tokens, uvw_dist_68pct: {fmt(s, se)} vs {fmt(v, e)} cm "
                       f"(ratio {s / v:.3f})"]
         summary["tokens"] = {"spatial": s, "face": v}
