@@ -85,9 +85,9 @@ def main():
     print("| model | parameters | GFLOP / event (train step) | batch | events/s | achieved TFLOP/s | MFU |")
     print("|---|---|---|---|---|---|---|")
     torch.manual_seed(0)
-    measure("regressor, CPU default, spatial tokens (energy, uvw)", XecModel(XecModelConfig()), x, a)
+    measure("regressor, CPU default, spatial tokens (energy, uvw)", XecModel(XecModelConfig(tokens="spatial")), x, a)
     measure("regressor, CPU default, face tokens", XecModel(XecModelConfig(tokens="face")), x, a)
-    measure("masked-sensor model, CPU default", MaskedSensorModel(XecModelConfig()), x, a, masked=True)
+    measure("masked-sensor model, CPU default (face tokens)", MaskedSensorModel(XecModelConfig()), x, a, masked=True)
     if not a.skip_faithful:
         faithful = XecModelConfig.faithful(tasks=("energy", "time", "uvw", "angle"))
         measure("regressor, faithful (the seed's size), 4 heads", XecModel(faithful), x, a)
