@@ -15,11 +15,11 @@ from ...schema import Column
 from ...stage import StageImpl, StageSpec
 from ... import metrics as M
 from . import geometry as G
-from .schema import INVALID, LEVELS
+from .schema import INVALID, LEVELS, fixed_list, sensor_array
 
 # %% auto #0
-__all__ = ['INPAINT', 'CLASSICAL', 'sensor_matrix', 'neighbour_table', 'dead', 'neighbour_mean', 'solid_angle_weighted',
-           'NeighbourMean', 'SolidAngleWeighted', 'MLInpaint', 'kill_channels', 'apply_inpainting', 'evaluate_inpaint']
+__all__ = ['INPAINT', 'CLASSICAL', 'neighbour_table', 'dead', 'neighbour_mean', 'solid_angle_weighted', 'NeighbourMean',
+           'SolidAngleWeighted', 'MLInpaint', 'kill_channels', 'apply_inpainting', 'evaluate_inpaint']
 
 # %% ../../../nbs/xec/44_inpaint.ipynb #16d7207d
 INPAINT = StageSpec("xec.inpaint", inputs=("npho", "time"), upstream=("xec.position",), levels=LEVELS,
@@ -27,14 +27,6 @@ INPAINT = StageSpec("xec.inpaint", inputs=("npho", "time"), upstream=("xec.posit
                     outputs=(Column("npho_inpainted", "sensor", pa.float32(), "photons",
                                     "npho where the sensor was read, an estimate where it was dead"),),
                     doc="dead sensors' light from the live ones")
-
-def sensor_matrix(t: pa.Table, name: str) -> np.ndarray:
-    "(events, 4760) float64 of a sensor column."
-    a = t.column(name).combine_chunks()
-    return a.flatten().to_numpy(zero_copy_only=False).reshape(len(a), -1).astype(np.float64)
-
-def _fixed(a: np.ndarray) -> pa.Array:
-    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a, np.float32).ravel()), a.shape[1])
 
 @functools.lru_cache(maxsize=1)
 def neighbour_table() -> np.ndarray:
@@ -90,7 +82,7 @@ class NeighbourMean(StageImpl):
     spec = INPAINT
 
     def predict(self, t: pa.Table) -> pa.Table:
-        return pa.table({"npho_inpainted": _fixed(neighbour_mean(sensor_matrix(t, "npho")))})
+        return pa.table({"npho_inpainted": fixed_list(neighbour_mean(sensor_array(t, "npho")))})
 
 class SolidAngleWeighted(StageImpl):
     "Dead sensors' light: live neighbours' light scaled by solid angles from the reconstructed first interaction."
@@ -100,7 +92,7 @@ class SolidAngleWeighted(StageImpl):
     def predict(self, t: pa.Table) -> pa.Table:
         uvw = t.column("pred_uvw").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, 3)
         xyz = G.uvw_to_xyz(uvw.astype(np.float64))
-        return pa.table({"npho_inpainted": _fixed(solid_angle_weighted(sensor_matrix(t, "npho"), xyz))})
+        return pa.table({"npho_inpainted": fixed_list(solid_angle_weighted(sensor_array(t, "npho"), xyz))})
 
 # %% ../../../nbs/xec/44_inpaint.ipynb #cb05c202
 class MLInpaint(StageImpl):
@@ -124,7 +116,7 @@ class MLInpaint(StageImpl):
     @torch.no_grad()
     def predict(self, t: pa.Table) -> pa.Table:
         from hepnb.detectors.xec.models import npho_from_prime, sensor_inputs
-        npho, time = sensor_matrix(t, "npho"), sensor_matrix(t, "time")
+        npho, time = sensor_array(t, "npho"), sensor_array(t, "time")
         out = npho.copy()
         for s in range(0, len(npho), self.batch_size):
             n = torch.as_tensor(npho[s:s + self.batch_size], dtype=torch.float32, device=self.device)
@@ -134,7 +126,7 @@ class MLInpaint(StageImpl):
             part = out[s:s + self.batch_size]
             bad = dead(part)
             part[bad] = est[bad]
-        return pa.table({"npho_inpainted": _fixed(out)})
+        return pa.table({"npho_inpainted": fixed_list(out)})
 
 CLASSICAL = {"neighbour-mean": NeighbourMean, "solid-angle-weighted": SolidAngleWeighted}
 
@@ -167,8 +159,8 @@ def kill_channels(ds: Dataset | str | os.PathLike, out: str | os.PathLike, fract
                     kill[:, nb[ok, k]] |= seeds[:, ok]
             for name in ("npho", "nphe", "time"):
                 if name in t.column_names:
-                    a = np.where(kill, INVALID, sensor_matrix(t, name))
-                    t = t.set_column(t.column_names.index(name), name, _fixed(a))
+                    a = np.where(kill, INVALID, sensor_array(t, name))
+                    t = t.set_column(t.column_names.index(name), name, fixed_list(a))
             w.write(t)
     return open_dataset(out)
 
@@ -191,8 +183,8 @@ def apply_inpainting(ds: Dataset | str | os.PathLike, pred: Dataset | str | os.P
 def evaluate_inpaint(truth: Dataset, killed: Dataset, pred: Dataset, impl: str, min_photons: float = 100.0):
     """Per face: the 68 % relative error |est − true| / true over the sensors killed on purpose that saw at least
     `min_photons` photons (bootstrap error), the mean absolute error and the bias; rows and arrays."""
-    true, was = sensor_matrix(truth.read(["npho"]), "npho"), sensor_matrix(killed.read(["npho"]), "npho")
-    est = sensor_matrix(pred.read(["npho_inpainted"]), "npho_inpainted")
+    true, was = sensor_array(truth.read(["npho"]), "npho"), sensor_array(killed.read(["npho"]), "npho")
+    est = sensor_array(pred.read(["npho_inpainted"]), "npho_inpainted")
     scored = dead(was) & ~dead(true) & (true >= min_photons)
     face = G.sensors()["face"]
     rows, arrays = [], {}

@@ -16,9 +16,18 @@ LEVELS = (Level("sensor", size=N_SENSORS, doc="the 4760 photosensors by MEG II i
           Level("xyz", size=3, doc="a 3-vector"), Level("angle", size=2, doc="(θ, φ)"))
 
 # %% auto #0
-__all__ = ['f32', 'i16', 'i32', 'i64', 'INVALID', 'LEVELS', 'EVENTS', 'event_id']
+__all__ = ['f32', 'i16', 'i32', 'i64', 'INVALID', 'LEVELS', 'EVENTS', 'sensor_array', 'fixed_list', 'event_id']
 
 # %% ../../../nbs/xec/11_schema.ipynb #f42ed9b2
+def sensor_array(t: pa.Table, name: str) -> np.ndarray:
+    "A fixed-size list column (4760 sensors, a 3-vector, ...) as an (events, size) float64 array."
+    a = t.column(name).combine_chunks()
+    return a.flatten().to_numpy(zero_copy_only=False).reshape(len(a), -1).astype(np.float64)
+
+def fixed_list(a: np.ndarray) -> pa.Array:
+    "An (events, size) array as a float32 fixed-size list column: the layout of the sensor and vector columns."
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a, np.float32).ravel()), a.shape[1])
+
 def event_id(run, event):
     "The event key from run and event numbers: run · 2³² + event (both from 0 to 2³¹ - 1)."
     return (np.asarray(run, np.int64) << 32) + np.asarray(event, np.int64)

@@ -13,7 +13,7 @@ from ...core import HepnbError
 from ...schema import Column
 from ...stage import StageImpl, StageSpec
 from . import geometry as G
-from .schema import INVALID, LEVELS
+from .schema import INVALID, LEVELS, fixed_list, sensor_array
 
 f32 = pa.float32()
 SENSORS = ("npho", "nphe", "time")
@@ -36,25 +36,13 @@ ANGLE = StageSpec("xec.angle", inputs=("npho", "time"), upstream=("xec.position"
                   doc="the γ's emission angle")
 
 # %% auto #0
-__all__ = ['f32', 'SENSORS', 'POSITION', 'ENERGY', 'TIME', 'ANGLE', 'DEFAULT', 'CLASSICAL', 'sensor_array', 'vector_array',
-           'Calibration', 'window', 'mppc_response', 'light_centre', 'fit_position', 'direction', 'shower_correction',
-           'LocalFit', 'acceptance', 'photon_sum_energy', 'PhotonSum', 'weighted_median', 'fit_time', 'WeightedTime',
+__all__ = ['f32', 'SENSORS', 'POSITION', 'ENERGY', 'TIME', 'ANGLE', 'vector_array', 'DEFAULT', 'CLASSICAL', 'Calibration',
+           'window', 'mppc_response', 'light_centre', 'fit_position', 'direction', 'shower_correction', 'LocalFit',
+           'acceptance', 'photon_sum_energy', 'PhotonSum', 'weighted_median', 'fit_time', 'WeightedTime',
            'emission_angle', 'VertexToPoint', 'calibrate']
 
 # %% ../../../nbs/xec/40_stages.ipynb #df9f6faf
-def sensor_array(t: pa.Table, name: str) -> np.ndarray:
-    "A (events, 4760) float array of a sensor column."
-    a = t.column(name).combine_chunks()
-    return a.flatten().to_numpy(zero_copy_only=False).reshape(len(a), -1).astype(np.float64)
-
-# %% ../../../nbs/xec/40_stages.ipynb #20ca2d64
-def vector_array(t: pa.Table, name: str) -> np.ndarray:
-    a = t.column(name).combine_chunks()
-    return a.flatten().to_numpy(zero_copy_only=False).reshape(len(a), -1).astype(np.float64)
-
-# %% ../../../nbs/xec/40_stages.ipynb #9859076b
-def _fixed(a: np.ndarray) -> pa.Array:
-    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a, np.float32).ravel()), a.shape[1])
+vector_array = sensor_array          # a 3-vector column reads the same way as a sensor column
 
 # %% ../../../nbs/xec/40_stages.ipynb #fbf785a6
 @dataclass(frozen=True)
@@ -191,7 +179,7 @@ class LocalFit(StageImpl):
     def predict(self, t: pa.Table) -> pa.Table:
         uvw, lc = fit_position(sensor_array(t, "npho"), half=self.half)
         uvw = shower_correction(uvw, self.cal)
-        return pa.table({"pred_uvw": _fixed(uvw), "pred_uvw_lc": _fixed(np.column_stack([lc, np.zeros(len(lc))]))})
+        return pa.table({"pred_uvw": fixed_list(uvw), "pred_uvw_lc": fixed_list(np.column_stack([lc, np.zeros(len(lc))]))})
 
 # %% ../../../nbs/xec/40_stages.ipynb #6a64e114
 # -- energy -----------------------------------------------------------------------------------------------------
@@ -299,7 +287,7 @@ class VertexToPoint(StageImpl):
     def cal(self) -> Calibration: return Calibration.load(self.calibration) if self.calibration else DEFAULT
 
     def predict(self, t: pa.Table) -> pa.Table:
-        return pa.table({"pred_angle": _fixed(emission_angle(vector_array(t, "pred_uvw"), self.cal.vertex))})
+        return pa.table({"pred_angle": fixed_list(emission_angle(vector_array(t, "pred_uvw"), self.cal.vertex))})
 
 # %% ../../../nbs/xec/40_stages.ipynb #72243475
 # -- calibration ------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from ...train import TrainConfig, fit_run, load_weights
 from .models import (MaskedSensorModel, Normalisation, XecModel, XecModelConfig, mask_sensors,
                                         masked_sensor_loss, npho_from_prime, sensor_inputs)
 from .stages import ANGLE, ENERGY, POSITION, TIME
-from .schema import INVALID
+from .schema import INVALID, fixed_list
 
 # %% auto #0
 __all__ = ['HEADS', 'TARGET', 'STAGE_OF_TASK', 'ModelConfig', 'loader_config', 'target_stats', 'regression_loss', 'resolutions',
@@ -237,10 +237,7 @@ class RegressionStage(StageImpl):
             out = self.model.physical(self.model(_inputs(self.model, b)))
             for name, v in _stage_columns(self.mc.task, out).items(): cols[name].append(v)
         arrays = {k: np.concatenate(v) for k, v in cols.items() if v}
-        return pa.table({k: _fixed(a) if a.ndim == 2 else pa.array(a) for k, a in arrays.items()})
-
-def _fixed(a: np.ndarray) -> pa.Array:
-    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a, np.float32).ravel()), a.shape[1])
+        return pa.table({k: fixed_list(a) if a.ndim == 2 else pa.array(a) for k, a in arrays.items()})
 
 def _stage_columns(task: str, out: dict) -> dict:
     "The stage's output columns (NumPy) from physical predictions."
