@@ -4,7 +4,7 @@
 
 # %% ../../../nbs/xec/40_stages.ipynb #fe9ab0ba
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, functools, json
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -37,8 +37,8 @@ ANGLE = StageSpec("xec.angle", inputs=("npho", "time"), upstream=("xec.position"
 
 # %% auto #0
 __all__ = ['f32', 'SENSORS', 'POSITION', 'ENERGY', 'TIME', 'ANGLE', 'vector_array', 'DEFAULT', 'CLASSICAL', 'Calibration',
-           'window', 'mppc_response', 'light_centre', 'fit_position', 'direction', 'shower_correction', 'LocalFit',
-           'acceptance', 'photon_sum_energy', 'PhotonSum', 'weighted_median', 'fit_time', 'WeightedTime',
+           'window', 'mppc_response', 'light_centre', 'fit_position', 'direction', 'shower_correction', 'Calibrated',
+           'LocalFit', 'acceptance', 'photon_sum_energy', 'PhotonSum', 'weighted_median', 'fit_time', 'WeightedTime',
            'emission_angle', 'VertexToPoint', 'calibrate']
 
 # %% ../../../nbs/xec/40_stages.ipynb #df9f6faf
@@ -163,18 +163,24 @@ def shower_correction(uvw: np.ndarray, cal: "Calibration") -> np.ndarray:
 
 # %% ../../../nbs/xec/40_stages.ipynb #7a2e966a
 @dataclass
-class LocalFit(StageImpl):
+class Calibrated(StageImpl):
+    "A classical stage with calibrated constants: a JSON file from `calibrate` (read once), or `DEFAULT`."
+    calibration: str | None = None
+
+    @functools.cached_property
+    def cal(self) -> Calibration: return Calibration.load(self.calibration) if self.calibration else DEFAULT
+
+    def parameters(self): return {"calibration": dataclasses.asdict(self.cal)}
+
+@dataclass
+class LocalFit(Calibrated):
     "Peak -> light centroid -> local solid-angle χ² fit on the inner face -> depth bias correction."
-    calibration: str | None = None     # a JSON file from `calibrate` (default: `DEFAULT`)
     half: int = 5                      # fit block: (2·half + 1)² MPPCs around the peak
     spec = POSITION
     kind = "classical"
     name = "local-fit"
 
-    def parameters(self): return {"calibration": dataclasses.asdict(self.cal), "half": self.half}
-
-    @property
-    def cal(self) -> Calibration: return Calibration.load(self.calibration) if self.calibration else DEFAULT
+    def parameters(self): return {**super().parameters(), "half": self.half}
 
     def predict(self, t: pa.Table) -> pa.Table:
         uvw, lc = fit_position(sensor_array(t, "npho"), half=self.half)
@@ -202,17 +208,13 @@ def photon_sum_energy(npho: np.ndarray, uvw: np.ndarray, cal: "Calibration") -> 
 
 # %% ../../../nbs/xec/40_stages.ipynb #5461ce6e
 @dataclass
-class PhotonSum(StageImpl):
+class PhotonSum(Calibrated):
     "Photon sum over the live sensors over their geometric acceptance at the reconstructed point; depth correction."
-    calibration: str | None = None
     spec = ENERGY
     kind = "classical"
     name = "photon-sum"
 
-    def parameters(self): return {"calibration": dataclasses.asdict(self.cal)}
 
-    @property
-    def cal(self) -> Calibration: return Calibration.load(self.calibration) if self.calibration else DEFAULT
 
     def predict(self, t: pa.Table) -> pa.Table:
         e = photon_sum_energy(sensor_array(t, "npho"), vector_array(t, "pred_uvw"), self.cal)
@@ -248,17 +250,13 @@ def fit_time(nphe: np.ndarray, time: np.ndarray, uvw: np.ndarray, cal: "Calibrat
 
 # %% ../../../nbs/xec/40_stages.ipynb #c6a10638
 @dataclass
-class WeightedTime(StageImpl):
+class WeightedTime(Calibrated):
     "Propagation-corrected, photoelectron-weighted mean of the sensor times, minus the flight from the target."
-    calibration: str | None = None
     spec = TIME
     kind = "classical"
     name = "weighted-time"
 
-    def parameters(self): return {"calibration": dataclasses.asdict(self.cal)}
 
-    @property
-    def cal(self) -> Calibration: return Calibration.load(self.calibration) if self.calibration else DEFAULT
 
     def predict(self, t: pa.Table) -> pa.Table:
         out = fit_time(sensor_array(t, "nphe"), sensor_array(t, "time"), vector_array(t, "pred_uvw"), self.cal)
@@ -274,17 +272,13 @@ def emission_angle(uvw: np.ndarray, vertex) -> np.ndarray:
 
 # %% ../../../nbs/xec/40_stages.ipynb #1025a226
 @dataclass
-class VertexToPoint(StageImpl):
+class VertexToPoint(Calibrated):
     "The emission direction: from the assumed vertex (the target centre) to the reconstructed first interaction."
-    calibration: str | None = None
     spec = ANGLE
     kind = "classical"
     name = "vertex-to-point"
 
-    def parameters(self): return {"calibration": dataclasses.asdict(self.cal)}
 
-    @property
-    def cal(self) -> Calibration: return Calibration.load(self.calibration) if self.calibration else DEFAULT
 
     def predict(self, t: pa.Table) -> pa.Table:
         return pa.table({"pred_angle": fixed_list(emission_angle(vector_array(t, "pred_uvw"), self.cal.vertex))})
