@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--test", type=int, default=5_000)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--pretrain-epochs", type=int, default=4)
+    ap.add_argument("--inpaint-epochs", type=int, default=None, help="default: --epochs")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ema-decay", type=float, default=0.99)
@@ -100,7 +101,8 @@ def main():
         fit("position-few-mae", "position", few, mc(task="position"),
             dataclasses.replace(tc, init_from=str(a.out / "mae")))
     if "inpaint" not in skip:
-        fit("inpaint", "inpaint", train, mc(task="inpaint", mask_ratio=0.05))
+        fit("inpaint", "inpaint", train, mc(task="inpaint", mask_ratio=0.05),
+            dataclasses.replace(tc, epochs=a.inpaint_epochs or a.epochs))
 
     cal = S.calibrate(calib.read())
     cal_path = a.out / "calibration.json"

@@ -60,6 +60,7 @@ class XecModelConfig:
     dropout: float = 0.0
     inner_grid: tuple[int, ...] = (6, 4)         # spatial tokens of the inner face (φ rows, z columns)
     face_grid: tuple[int, ...] = (2, 2)          # spatial tokens of every other rectangular face
+    anchored: bool = True              # heads correct an estimate from the light itself (see `XecModel.anchors`); the seed: no
     norm: Normalisation = field(default_factory=Normalisation)
 
     def __post_init__(self):
@@ -82,7 +83,7 @@ class XecModelConfig:
     def faithful(cls, **kw) -> "XecModelConfig":
         "The seed's size: face tokens of width 1024, fusion 2 × 8 heads with a 4096 feed-forward (≈ 25.7 M parameters)."
         return cls(**{"tokens": "face", "width": 1024, "cnn_dims": (32, 64), "cnn_depths": (2, 3), "stem_stride": 1, "hex_dim": 96,
-                      "hex_depth": 4, "fusion_heads": 8, "fusion_ff": 4096, "dropout": 0.2, **kw})
+                      "hex_depth": 4, "fusion_heads": 8, "fusion_ff": 4096, "dropout": 0.2, "anchored": False, **kw})
 
 # %% ../../../nbs/xec/41_models.ipynb #baaebdc3
 def sensor_inputs(npho: torch.Tensor, time: torch.Tensor, norm: Normalisation,
@@ -204,6 +205,10 @@ class XecModel(nn.Module):
         self.cfg = cfg
         grids = G.grids()
         for name in RECT_FACES: self.register_buffer(f"grid_{name}", torch.from_numpy(grids[name]).long(), persistent=False)
+        gi = grids["inner"]
+        inner_uv = np.zeros(gi.shape + (2,), np.float32)
+        inner_uv[gi >= 0] = G.xyz_to_uvw(G.sensors()["pos"][gi[gi >= 0]])[:, :2]
+        self.register_buffer("inner_uv", torch.from_numpy(inner_uv), persistent=False)
         for name in HEX_FACES:
             ids, table = hex_neighbours(name)
             self.register_buffer(f"ids_{name}", torch.from_numpy(ids).long(), persistent=False)
@@ -230,6 +235,7 @@ class XecModel(nn.Module):
             self.register_buffer("face_onehot", F.one_hot(face_of, len(G.FACES)).float(), persistent=False)
             self.global_embed = nn.Sequential(nn.Linear(2 * len(G.FACES), D), nn.GELU(), nn.Linear(D, D))
         self.hex_proj = nn.Linear(cfg.hex_dim, D)
+        if cfg.anchored: self.patch_embed = nn.Sequential(nn.Linear(81 * IN_CHANNELS, D), nn.GELU(), nn.Linear(D, D))
         layer = nn.TransformerEncoderLayer(D, cfg.fusion_heads, cfg.fusion_ff, cfg.dropout, batch_first=True,
                                            norm_first=True, activation="gelu")
         self.fusion = nn.TransformerEncoder(layer, cfg.fusion_layers, enable_nested_tensor=False)
@@ -254,8 +260,9 @@ class XecModel(nn.Module):
         return (1, 1) if name == "outer_patch" else tuple(self.cfg.face_grid)
 
     def n_tokens(self) -> int:
-        if self.cfg.tokens == "face": return len(RECT_FACES) - 1 + len(HEX_FACES)
-        return sum(h * w for h, w in map(self._pool_hw, RECT_FACES)) + len(HEX_FACES) + 1
+        extra = int(self.cfg.anchored)                 # the peak patch
+        if self.cfg.tokens == "face": return len(RECT_FACES) - 1 + len(HEX_FACES) + extra
+        return sum(h * w for h, w in map(self._pool_hw, RECT_FACES)) + len(HEX_FACES) + 1 + extra
 
     def face_images(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         "Per rectangular face, the inputs as an image [B, C, H, W] (cells without a sensor are zero, flag 0)."
@@ -289,6 +296,7 @@ class XecModel(nn.Module):
             face = torch.repeat_interleave(self.face_embed, torch.tensor(sizes, device=toks.device), dim=0)
             toks = toks + self.geo_embed(self.token_geometry) + face
             toks = torch.cat([toks, self.global_embed(self.face_light(x))[:, None]], 1)
+        if cfg.anchored: toks = torch.cat([toks, self.patch_embed(self.peak_patch(x))[:, None]], 1)
         return self.norm(self.fusion(toks))
 
     def face_light(self, x: torch.Tensor) -> torch.Tensor:
@@ -315,9 +323,65 @@ class XecModel(nn.Module):
             getattr(self, f"mean_{t}").copy_(torch.as_tensor(m, dtype=torch.float32))
             getattr(self, f"std_{t}").copy_(torch.as_tensor(s, dtype=torch.float32).clamp_min(1e-12))
 
-    def physical(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        "Predictions in physical units (directions as unit vectors)."
-        res = {t: v * getattr(self, f"std_{t}") + getattr(self, f"mean_{t}") for t, v in out.items()}
+    def _photons(self, x: torch.Tensor) -> torch.Tensor:
+        "[B, 4760] photons seen (masked and dead sensors: 0) from the inputs."
+        n = self.cfg.norm
+        return torch.expm1(x[..., 0] * n.npho_div) * n.npho_scale * x[..., 1]
+
+    def _peak_window(self, photons: torch.Tensor, half: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (2·half + 1)² inner-face cells around each event's brightest inner sensor: flat grid indices [B, K]
+        (clamped to the face) and whether each lies on the face [B, K]."""
+        grid = self.grid_inner
+        H, W = grid.shape
+        peak = (photons[:, grid.clamp_min(0)] * (grid >= 0)).flatten(1).argmax(1)
+        d = torch.arange(-half, half + 1, device=photons.device)
+        rr = (peak // W)[:, None, None] + d[None, :, None]
+        cc = (peak % W)[:, None, None] + d[None, None, :]
+        inside = ((rr >= 0) & (rr < H) & (cc >= 0) & (cc < W)).flatten(1)
+        return (rr.clamp(0, H - 1) * W + cc.clamp(0, W - 1)).flatten(1), inside
+
+    @torch.no_grad()
+    def anchors(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What an `anchored` model's heads correct, from the inputs [B, 4760, 4] alone: the log of the photons seen
+        by the live sensors (energy: the heads learn log(E / light), the position-dependent collection a classical
+        correction also fits) and the light-weighted centroid (u, v) of the 5 × 5 inner-face sensors around the
+        brightest one (the first interaction: the heads learn the step from the centroid to the point, w from 0)."""
+        photons = self._photons(x)
+        out = {"energy": torch.log(photons.sum(1, keepdim=True).clamp_min(1.0))}
+        idx, inside = self._peak_window(photons, 2)
+        w = photons.gather(1, self.grid_inner.flatten()[idx].clamp_min(0)) * inside
+        uv = (w[..., None] * self.inner_uv.flatten(0, 1)[idx]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-9)
+        out["uvw"] = torch.cat([uv, torch.zeros_like(uv[:, :1])], 1)
+        return {t: v for t, v in out.items() if t in self.cfg.tasks}
+
+    def peak_patch(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 81 · 4]: the inputs of the 9 × 9 inner-face sensors around the brightest one (zeros off the face), the
+        shower core at full resolution for an anchored model's extra token (the face maps are pooled to a few cells)."""
+        idx, inside = self._peak_window(self._photons(x).detach(), 4)
+        ids = self.grid_inner.flatten()[idx].clamp_min(0)
+        patch = x.gather(1, ids[..., None].expand(-1, -1, x.shape[-1])) * inside[..., None]
+        return patch.flatten(1)
+
+    def _anchors(self, x):
+        return self.anchors(x) if self.cfg.anchored else {}
+
+    def target(self, task: str, y: torch.Tensor, anchors: dict[str, torch.Tensor]) -> torch.Tensor:
+        "What the head of `task` learns before standardisation: the truth `y` relative to its anchor, if any."
+        if task not in anchors: return y
+        return torch.log(y) - anchors[task] if task == "energy" else y - anchors[task]
+
+    def standardised(self, task: str, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        "The truth `y` of `task` as its head predicts it (relative to the anchor, standardised), for the inputs `x`."
+        return (self.target(task, y, self._anchors(x)) - getattr(self, f"mean_{task}")) / getattr(self, f"std_{task}")
+
+    def physical(self, out: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        "Predictions in physical units (directions as unit vectors) from the heads' outputs for the inputs `x`."
+        anchors = self._anchors(x)
+        res = {}
+        for t, v in out.items():
+            y = v * getattr(self, f"std_{t}") + getattr(self, f"mean_{t}")
+            if t in anchors: y = torch.exp(y + anchors[t]) if t == "energy" else y + anchors[t]
+            res[t] = y
         if "angle" in res: res["angle"] = F.normalize(res["angle"], dim=-1)
         return res
 

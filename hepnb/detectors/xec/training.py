@@ -52,16 +52,23 @@ def loader_config(mc: ModelConfig, *, split: str | None = None, targets: bool = 
                         event_columns=[TARGET[h] for h in heads] if targets else [], **kw)
 
 # %% ../../../nbs/xec/42_training.ipynb #a92f52a3
-def target_stats(ds: Dataset, mc: ModelConfig, seed: int = 0) -> dict[str, tuple]:
-    "Mean and standard deviation of each head's truth over the training split (events without it skipped)."
+def target_stats(ds: Dataset, mc: ModelConfig, seed: int = 0, net: XecModel | None = None) -> dict[str, tuple]:
+    """Mean and standard deviation of what each head learns over the training split (events without the truth
+    skipped): the truth itself, or for an anchored model (`net`) the truth relative to its anchor."""
     stats = {}
-    cfg = LoaderConfig(event_columns=[TARGET[h] for h in mc.model().tasks], split="train", batch_size=4096, seed=seed)
-    if not cfg.event_columns: return stats
-    vals = {h: [] for h in mc.model().tasks}
+    heads = mc.model().tasks
+    if not heads: return stats
+    anchored = net is not None and net.cfg.anchored
+    cfg = LoaderConfig(event_columns=[TARGET[h] for h in heads], split="train", batch_size=1024, seed=seed,
+                       dense_features=["npho", "time"] if anchored else [])
+    vals = {h: [] for h in heads}
     for b in make_loader(ds, cfg):
+        anchors = net.anchors(_inputs(net, b)) if anchored else {}
         for h in vals:
-            v = b.events[TARGET[h]][b.valid[TARGET[h]]]
-            vals[h].append(v.reshape(len(v), -1).double())
+            y = b.events[TARGET[h]].double()
+            y = y[:, None] if y.ndim == 1 else y
+            if h in anchors: y = net.target(h, y, {h: anchors[h].double()})
+            vals[h].append(y[b.valid[TARGET[h]]])
     for h, parts in vals.items():
         v = torch.cat(parts)
         if not len(v):
@@ -75,8 +82,9 @@ def _inputs(model, batch, keep=None):
 
 def regression_loss(model: XecModel, batch):
     "(loss, per-head losses, (predictions..., truths...)) for the engine; predictions in physical units."
-    out = model(_inputs(model, batch))
-    phys = model.physical(out)
+    x = _inputs(model, batch)
+    out = model(x)
+    phys = model.physical(out, x)
     losses, metrics, preds, truths = [], {}, [], []
     for h in model.cfg.tasks:
         y = batch.events[TARGET[h]].to(out[h].dtype)
@@ -85,7 +93,7 @@ def regression_loss(model: XecModel, batch):
         if h == "angle":
             l = (1 - (phys[h] * F.normalize(y, dim=-1)).sum(-1))[ok].mean()
         else:
-            z = (y - getattr(model, f"mean_{h}")) / getattr(model, f"std_{h}")
+            z = model.standardised(h, y, x)
             l = F.smooth_l1_loss(out[h][ok], z[ok])
         losses.append(l)
         metrics[f"loss_{h}"] = l.detach()
@@ -175,7 +183,7 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
         loss_fn = masked_loss(mc.mask_ratio, mc.task == "inpaint")
         return fit_run(run_dir, lambda: MaskedSensorModel(mc.model()), loss_fn, tl, vl, tc, record=record, dataset=ds,
                        resume=resume, mlflow_uri=mlflow_uri)
-    stats = target_stats(ds, mc, tc.seed)
+    stats = target_stats(ds, mc, tc.seed, XecModel(mc.model()))
     def build():
         net = XecModel(mc.model())
         net.set_target_stats(stats)
@@ -192,7 +200,7 @@ def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "c
     info = json.loads(info_path.read_text())
     if info.get("detector") != "xec":
         raise HepnbError(f"expected an XEC run, found one of detector {info.get('detector')!r}", where=info_path)
-    mc = ModelConfig(**info["model"])
+    mc = ModelConfig(**{"anchored": False, **info["model"]})     # runs from before anchoring had none
     ck = run_dir / "checkpoints" / f"{which}.pt"
     if not ck.is_file(): ck = run_dir / "checkpoints" / "last.pt"
     net = MaskedSensorModel(mc.model()) if mc.task in ("mae", "inpaint") else XecModel(mc.model())
@@ -234,7 +242,8 @@ class RegressionStage(StageImpl):
         cols = {c.name: [] for c in self.spec.outputs}
         for s in range(0, t.num_rows, self.batch_size):
             b = collate(t.slice(s, self.batch_size), self.lc).to(self.device)
-            out = self.model.physical(self.model(_inputs(self.model, b)))
+            x = _inputs(self.model, b)
+            out = self.model.physical(self.model(x), x)
             for name, v in _stage_columns(self.mc.task, out).items(): cols[name].append(v)
         arrays = {k: np.concatenate(v) for k, v in cols.items() if v}
         return pa.table({k: fixed_list(a) if a.ndim == 2 else pa.array(a) for k, a in arrays.items()})
@@ -257,7 +266,7 @@ class _Physical(torch.nn.Module):
         self.model = model
 
     def forward(self, x):
-        out = self.model.physical(self.model(x))
+        out = self.model.physical(self.model(x), x)
         return tuple(out[t] for t in self.model.cfg.tasks)
 
 def export_model_onnx(run_dir: str | os.PathLike, path: str | os.PathLike | None = None, atol: float = 1e-3):
