@@ -182,6 +182,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         g.add_argument("--classical", action="store_true", help="the classical implementation")
         q.add_argument("--upstream", action="append", default=[], metavar="STAGE=PATH", help="upstream predictions")
         q.add_argument("--use-truth", action="store_true", help="study mode: truth stands in for missing upstream predictions")
+        q.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="options",
+                       help="classical: an option of the implementation, e.g. calibration=cal.json (repeatable)")
         q.add_argument("--device", default="cpu")
         q.add_argument("--batch-size", type=_at_least_one, default=4096, help="events per batch (memory: about this many events)")
         q.add_argument("--overwrite", action="store_true")
@@ -303,7 +305,11 @@ def cmd_predict(args) -> int:
         name, eq, path = u.partition("=")
         if not eq: raise HepnbError(f"expected STAGE=PATH, found {u!r}", where="--upstream")
         ups[name] = Path(path)
-    if args.classical: impl = mod.CLASSICAL[args.stage]()
+    if args.classical:
+        cls = mod.CLASSICAL[args.stage]
+        impl = cls(**_impl_options(cls, args.options))
+    elif args.options: raise HepnbError("--set gives options of a classical implementation; a trained model's come from "
+                                        "its run folder", where="--set")
     else:
         impl = args.det.load("training").MLStage(args.run_dir, device=args.device)
         if impl.spec.name != args.stage:
@@ -312,6 +318,31 @@ def cmd_predict(args) -> int:
                    batch_size=args.batch_size, show_progress=True)
     print(f"wrote {ds.num_rows} predictions of {args.stage} ({impl.kind}) to {ds.path}")
     return 0
+
+def _impl_options(cls, items: list[str]) -> dict:
+    "Keyword arguments for the dataclass `cls` from NAME=VALUE texts, each parsed by its field's type."
+    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    hints = typing.get_type_hints(cls) if fields else {}
+    out = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or not name: raise HepnbError(f"expected NAME=VALUE, found {item!r}", where="--set")
+        if name not in fields or not fields[name].init:
+            known = ", ".join(k for k, f in fields.items() if f.init) or "none"
+            raise HepnbError(f"{cls.__name__} has no option {name!r} (its options: {known})", where="--set")
+        t = _base_type(hints[name])
+        try:
+            if t is bool:
+                if text.lower() not in ("true", "false", "yes", "no", "1", "0"): raise ValueError
+                out[name] = text.lower() in ("true", "yes", "1")
+            elif typing.get_origin(t) in (list, tuple):
+                item_t = next((a for a in typing.get_args(t) if a is not Ellipsis), str)
+                out[name] = _list_of(item_t, typing.get_origin(t))(text)
+            else: out[name] = t(text) if isinstance(t, type) else text
+        except (ValueError, argparse.ArgumentTypeError):
+            raise HepnbError(f"expected {getattr(t, '__name__', t)} for {name}, found {text!r}", where="--set") from None
+    return out
 
 def cmd_ingest(args) -> int:
     from hepnb.rootio import ingest

@@ -68,3 +68,23 @@ def test_inpainter_as_a_stage(data):
         t = pq.read_table(open_dataset(out).files[0])
         filled = t.column("npho_inpainted").combine_chunks().flatten().to_numpy()
         assert filled.shape == (64 * 4760,) and np.isfinite(filled).all() and (filled < 1e9).all()
+
+
+def test_classical_options_from_the_command_line(data):
+    "`--set` gives a classical implementation its options (a calibration file here); wrong names and values are refused."
+    import dataclasses
+    from hepnb.detectors.xec import stages as S
+    env = {"OMP_NUM_THREADS": "1"}
+    cal = S.calibrate(open_dataset(data / "train").read())
+    cal.save(data / "cal.json")
+    run_cli("predict", "xec", "xec.position", "--dataset", data / "test", "--classical", "--set",
+            f"calibration={data / 'cal.json'}", "--set", "half=4", "--out", data / "p-set", check=0, env=env)
+    recorded = open_dataset(data / "p-set").manifest["producer"]["parameters"]
+    assert recorded["half"] == 4
+    assert recorded["calibration"] == json.loads(json.dumps(dataclasses.asdict(cal)))
+    assert recorded["calibration"] != json.loads(json.dumps(dataclasses.asdict(S.DEFAULT)))
+    for opt, want in (("nope=1", "has no option 'nope'"), ("half=four", "expected int for half"),
+                      ("half", "expected NAME=VALUE")):
+        p = run_cli("predict", "xec", "xec.position", "--dataset", data / "test", "--classical", "--set", opt,
+                    "--out", data / "p-bad", env=env)
+        assert p.returncode == 2 and want in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
