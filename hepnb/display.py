@@ -10,7 +10,7 @@ from .core import HepnbError
 
 # %% auto #0
 __all__ = ['KeyIndex', 'select_rows', 'Navigator', 'phoenix_color', 'phoenix_vertex', 'phoenix_line_track',
-           'write_phoenix_document', 'redraw', 'static_html', 'gallery', 'Browser']
+           'write_phoenix_document', 'write_phoenix_events', 'redraw', 'static_html', 'gallery', 'Browser']
 
 # %% ../nbs/09_display.ipynb #79294de2
 class KeyIndex:
@@ -125,6 +125,17 @@ def write_phoenix_document(path, events: dict) -> "Path":
     try: text = json.dumps(events, allow_nan=False, separators=(",", ":")) + "\n"
     except ValueError as e: raise HepnbError(f"a Phoenix document holds no NaN or infinity: {e}", where=path) from None
     return atomic_write_text(path, text)
+
+def write_phoenix_events(path, events, to_phoenix, *, names=None, **kw) -> "Path":
+    """Write events (dicts from a detector's event store) to one Phoenix JSON file, atomically: each as
+    `to_phoenix(event, **kw)`, named 'event <event_id>' unless `names` are given."""
+    events = [events] if isinstance(events, dict) else list(events)
+    doc = {}
+    for i, ev in enumerate(events):
+        name = names[i] if names else f"event {ev['event_id']}"
+        if name in doc: raise HepnbError(f"two events named {name!r}", where=path)
+        doc[name] = to_phoenix(ev, **kw)
+    return write_phoenix_document(path, doc)
 
 # %% ../nbs/09_display.ipynb #a18c8e35
 def _flatten(d: dict, prefix: str = "") -> dict:

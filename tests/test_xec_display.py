@@ -59,6 +59,22 @@ def test_figure_of_an_event_with_dead_channels(xec):
         figure_data(ev, p, fill="nobody")
 
 
+def test_pileup_gamma_is_marked(tmp_path):
+    "A pile-up γ appears at its true first interaction (picture x = v, y = u) with its energy and time in the hover."
+    from hepnb.detectors.xec.sim import PRESETS, SimConfig
+    ds = simulate_dataset(tmp_path / "pu", 8, seed=3, config=SimConfig(**{**PRESETS["pileup"], "pileup_prob": 1.0}))
+    store = EventStore.from_dataset(ds)
+    ev = store.event(0)
+    fd = figure_data(ev)
+    pu = ev["pileupUvwTruth"]
+    assert ev["pileupEnergyTruth"] > 0 and fd["pileup",]["x"] == [pytest.approx(pu[1])]
+    assert fd["pileup",]["y"] == [pytest.approx(pu[0])]
+    assert f"E = {ev['pileupEnergyTruth'] * 1e3:.2f} MeV" in fd["pileup",]["text"][0]
+    assert "t − t(γ) = " in fd["pileup",]["text"][0]
+    single = simulate_dataset(tmp_path / "one", 4, seed=3)
+    assert figure_data(EventStore.from_dataset(single).event(0))["pileup",] == {"x": [], "y": []}
+
+
 def test_hover_text(xec):
     ds, preds = xec
     store = EventStore.from_dataset(ds)
@@ -164,3 +180,39 @@ def test_bad_predictions_are_refused(xec, tmp_path):
     bad = pa.table({"event_id": np.arange(2), "npho": _fixed(np.ones((2, 10))), "time": _fixed(np.ones((2, 10)))})
     with pytest.raises(HepnbError, match=r"column npho\]: expected 4760 values per event"):
         EventStore(bad)
+
+
+def test_phoenix_export(xec, tmp_path):
+    "Phoenix JSON in mm: every lit sensor once, dead sensors, truth and predicted points, γ lines from the vertex."
+    import json
+    from hepnb.detectors.xec.display import write_phoenix
+    from hepnb.detectors.xec.geometry import uvw_to_xyz
+    ds, preds = xec
+    store = EventStore.from_dataset(ds)
+    p = load_predictions(store, preds)
+    evs = [store.event(r) for r in (0, 3)]
+    path = write_phoenix(tmp_path / "xec.json", evs, preds=p)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["xec.json"]
+    doc = json.loads(path.read_text())
+    for ev in evs:
+        e = doc[f"event {ev['event_id']}"]
+        lit = [h for k, v in e["Hits"].items() if k.startswith("sensors") for h in v]
+        want = np.flatnonzero((ev["npho"] >= 100) & ~ev["dead"])
+        assert sorted(h["sensor"] for h in lit) == want.tolist()
+        assert sorted(h["sensor"] for h in e["Hits"]["dead sensors"]) == np.flatnonzero(ev["dead"]).tolist()
+        h = lit[0]
+        assert h["pos"] == pytest.approx((sensors()["pos"][h["sensor"]] * 10).tolist(), abs=1e-2)
+        assert h["npho"] == pytest.approx(float(ev["npho"][h["sensor"]]), rel=1e-4)
+        first = e["Vertices"]["truth"][-1]
+        assert first["pos"] == pytest.approx((uvw_to_xyz(ev["uvwTruth"][None].astype(float))[0] * 10).tolist(), abs=1e-2)
+        ml = e["Vertices"]["first interaction: ml"][0]
+        pred = p["xec.position", "ml"].values["pred_uvw"][ev["row"]]
+        assert ml["pos"] == pytest.approx((uvw_to_xyz(pred[None].astype(float))[0] * 10).tolist(), abs=1e-2)
+        for v in (vv for vs in e["Vertices"].values() for vv in vs):
+            assert [v["x"], v["y"], v["z"]] == v["pos"]
+        line = np.asarray(e["Tracks"]["γ: ml"][0]["pos"])
+        d = line[-1] - line[0]
+        want_dir = E.direction_from_angles(p["xec.angle", "ml"].values["pred_angle"][ev["row"]][None].astype(float))[0]
+        assert np.allclose(d / np.linalg.norm(d), want_dir, atol=1e-4) and len(line) >= 3
+        assert e["Tracks"]["γ: ml"][0]["color"].startswith("0x")
+        assert e["E truth [MeV]"] == pytest.approx(ev["energyTruth"] * 1e3, rel=1e-4) and "E ml [MeV]" in e

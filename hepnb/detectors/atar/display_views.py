@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 import numpy as np
 from ...core import HepnbError
-from ...display import gallery as _gallery, phoenix_color, phoenix_line_track, phoenix_vertex, write_phoenix_document
+from ...display import gallery as _gallery, phoenix_color, phoenix_line_track, phoenix_vertex, write_phoenix_events
 from .display_data import EventStore, StagePredictions, event_table
 from .physics import AtarGeometry
 
@@ -464,10 +464,4 @@ def to_phoenix(ev: dict, *, preds: dict | None = None, color_by: str = "particle
 
 def write_phoenix(path: str | os.PathLike, events, *, names=None, **kw) -> Path:
     "Write events (dicts from `EventStore.event`) to one Phoenix JSON file, atomically; `kw` go to `to_phoenix`."
-    events = [events] if isinstance(events, dict) else list(events)
-    doc = {}
-    for i, ev in enumerate(events):
-        name = names[i] if names else f"event {ev['event_id']}"
-        if name in doc: raise HepnbError(f"two events named {name!r}", where=path)
-        doc[name] = to_phoenix(ev, **kw)
-    return write_phoenix_document(path, doc)
+    return write_phoenix_events(path, events, to_phoenix, names=names, **kw)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import functools
 import numpy as np
 from ...core import HepnbError
-from ...display import Browser, redraw
+from ...display import (Browser, phoenix_color, phoenix_line_track, phoenix_vertex, redraw,
+                                          write_phoenix_events)
 from ...display import gallery as _gallery
 from . import geometry as G
 from . import evaluate as E
@@ -15,9 +16,9 @@ from .display_data import (METRIC_UNITS, EventFilter, EventStore, event_table, l
                                               select_events)
 
 # %% auto #0
-__all__ = ['GAP', 'WALL', 'DIR_SCALE', 'HEAT_FACES', 'MARKER_FACES', 'COLORS', 'DEAD_COLOR', 'FILL_COLOR', 'unrolled',
-           'trace_keys', 'trace_style', 'colour_values', 'figure_data', 'base_layout', 'event_figure', 'gallery',
-           'EventBrowser']
+__all__ = ['GAP', 'WALL', 'DIR_SCALE', 'HEAT_FACES', 'MARKER_FACES', 'COLORS', 'DEAD_COLOR', 'FILL_COLOR', 'LIGHT_CLASSES',
+           'unrolled', 'trace_keys', 'trace_style', 'colour_values', 'figure_data', 'base_layout', 'event_figure',
+           'gallery', 'EventBrowser', 'to_phoenix', 'write_phoenix']
 
 # %% ../../../nbs/xec/16_display.ipynb #6825a4e2
 GAP = 2.5                                      # cm between faces in the unrolled picture
@@ -77,7 +78,7 @@ def trace_keys(preds: dict | None, live: bool = False) -> list:
     inpainted marks, truth, stages."""
     keys = [("heat", f) for f in HEAT_FACES] + [("pmt", f) for f in MARKER_FACES]
     keys += [("hover", f) for f in G.FACES] if live else []
-    keys += [("dead",), ("filled",), ("truth_dir",), ("truth",)]
+    keys += [("dead",), ("filled",), ("truth_dir",), ("truth",), ("pileup",)]
     stages = sorted(preds or {})
     keys += [("dir", i) for s, i in stages if s == "xec.angle"] + [("pos", i) for s, i in stages if s == "xec.position"]
     return keys
@@ -114,6 +115,9 @@ def trace_style(key, live: bool = False) -> dict:
     if kind == "filled":
         return dict(type="scatter", mode="markers", name="inpainted sensor", marker=dict(symbol="circle-open", size=10,
                     line=dict(width=2), color=FILL_COLOR), hovertemplate="%{text}<extra></extra>")
+    if kind == "pileup":
+        return dict(type="scatter", mode="markers", name="pile-up γ: truth", hovertemplate="%{text}<extra></extra>",
+                    marker=dict(symbol="star-open", size=15, color=COLORS["truth"], line=dict(width=2)))
     if kind in ("truth", "pos"):
         impl = "truth" if kind == "truth" else key[1]
         return dict(type="scatter", mode="markers", name=f"first interaction: {impl}",
@@ -206,6 +210,11 @@ def figure_data(ev: dict, preds: dict | None = None, color: str = "npho", fill: 
         if "energyTruth" in ev: txt += f"<br>E = {ev['energyTruth'] * 1e3:.2f} MeV"
         out["truth",] = {"x": [float(truth[1])], "y": [float(truth[0])], "text": [txt]}
         if "emiVec" in ev: out["truth_dir",] = dict(zip("xy", _ray(truth, ev["emiVec"])))
+    pu = ev.get("pileupUvwTruth")
+    if pu is not None and ev.get("pileupEnergyTruth", 0) > 0 and np.isfinite(pu).all():
+        txt = f"<b>pile-up γ</b><br>(u, v, w) = {_fmt_uvw(pu)}<br>E = {ev['pileupEnergyTruth'] * 1e3:.2f} MeV"
+        if np.isfinite(ev.get("pileupTimeTruth", np.nan)): txt += f"<br>t − t(γ) = {ev['pileupTimeTruth']:+.2f} ns"
+        out["pileup",] = {"x": [float(pu[1])], "y": [float(pu[0])], "text": [txt]}
     for (stage, impl), p in preds.items():
         if stage == "xec.position":
             q = p.values["pred_uvw"][row]
@@ -219,7 +228,7 @@ def figure_data(ev: dict, preds: dict | None = None, color: str = "npho", fill: 
             arrow = _ray(start, E.direction_from_angles(a[None])[0]) if ok else ([], [])
             out["dir", impl] = dict(zip("xy", arrow))
     for k in trace_keys(preds, live):                 # an implementation without a value for this event: nothing drawn
-        if k not in out and k[0] in ("truth", "truth_dir", "pos", "dir"): out[k] = {"x": [], "y": []}
+        if k not in out and k[0] in ("truth", "truth_dir", "pileup", "pos", "dir"): out[k] = {"x": [], "y": []}
         elif k[0] in ("pos", "dir") and not np.isfinite(np.asarray(out[k]["x"], float)).all():
             out[k] = {"x": [], "y": []}
     out["layout"] = {"title.text": _title(ev), **_colour_axis(c, npho, color)}
@@ -395,3 +404,67 @@ class EventBrowser(Browser):
             kind = st.split(":")[0]
             s += f" · {st} = {self.table[st][self.row]:.4g} {METRIC_UNITS.get(kind, '')}"
         return s
+
+# %% ../../../nbs/xec/16_display.ipynb #5a1c2e90
+LIGHT_CLASSES = ((1e4, "#b2182b"), (1e3, "#ef8a62"), (1e2, "#fddbc7"))
+"Phoenix colours a collection with one colour: sensors are grouped by their photons (at least 10⁴, 10³, `min_npho`)."
+
+def _mm(xyz) -> list: return [round(float(c) * 10.0, 3) for c in xyz]       # Phoenix draws in mm; the XEC is in cm
+
+def to_phoenix(ev: dict, preds: dict | None = None, *, run_number: int = 0, min_npho: float = 100.0) -> dict:
+    """One event as a Phoenix event object (positions in mm): sensors with at least `min_npho` photons as points in
+    light classes (id, face, npho, time in ns on each), dead sensors, the true vertex and first interaction, each
+    implementation's first interaction, and γ lines from the vertex (truth; predicted directions)."""
+    preds, g, row = preds or {}, G.sensors(), ev["row"]
+    npho, dead = ev["npho"], ev["dead"]
+    hits, lo = {}, np.inf
+    for k, (cut, colour) in enumerate(LIGHT_CLASSES):
+        cut = min_npho if k == len(LIGHT_CLASSES) - 1 else max(cut, min_npho)      # the last class: from min_npho
+        if cut >= lo: continue
+        idx = np.flatnonzero(~dead & (npho >= cut) & (npho < lo))
+        lo = cut
+        if len(idx):
+            hits[f"sensors npho ≥ {cut:.0f}"] = [
+                {"type": "Point", "pos": _mm(g["pos"][i]), "color": phoenix_color(colour), "sensor": int(i),
+                 "face": G.FACES[g["face"][i]], "npho": round(float(npho[i]), 1),
+                 **({"time [ns]": round(float(ev["time"][i]), 3)} if np.isfinite(ev["time"][i]) else {})}
+                for i in idx.tolist()]
+    d = np.flatnonzero(dead)
+    if len(d):
+        hits["dead sensors"] = [{"type": "Point", "pos": _mm(g["pos"][i]), "color": DEAD_COLOR, "sensor": int(i),
+                                 "face": G.FACES[g["face"][i]]} for i in d.tolist()]
+    out = {"event number": int(ev["event_id"]), "run number": int(run_number), "Hits": hits}
+    vertices, tracks = {}, {}
+    vtx = ev.get("xyzVTX")
+    truth = ev.get("uvwTruth")
+    tv = []
+    if vtx is not None and np.isfinite(vtx).all(): tv.append(phoenix_vertex(_mm(vtx), color="#555555", size=3, vertexType="γ vertex"))
+    if truth is not None and np.isfinite(truth).all():
+        first = G.uvw_to_xyz(np.asarray(truth, float)[None])[0]
+        tv.append(phoenix_vertex(_mm(first), color=COLORS["truth"], size=5, vertexType="first interaction"))
+        if len(tv) == 2: tracks["γ: truth"] = [phoenix_line_track(tv[0]["pos"], tv[1]["pos"], COLORS["truth"])]
+    if tv: vertices["truth"] = tv
+    reach = (np.linalg.norm(np.subtract(tv[1]["pos"], tv[0]["pos"])) if len(tv) == 2 else G.R_IN * 10.0)
+    for (stage, impl), p in sorted(preds.items()):
+        if stage == "xec.position":
+            q = p.values["pred_uvw"][row]
+            if np.isfinite(q).all():
+                vertices[f"first interaction: {impl}"] = [phoenix_vertex(
+                    _mm(G.uvw_to_xyz(np.asarray(q, float)[None])[0]), color=_color(impl), size=5,
+                    vertexType=f"first interaction ({impl})")]
+        elif stage == "xec.angle" and vtx is not None and np.isfinite(vtx).all():
+            a = p.values["pred_angle"][row]
+            if np.isfinite(a).all():
+                dvec = E.direction_from_angles(np.asarray(a, float)[None])[0]
+                start = np.asarray(_mm(vtx))
+                tracks[f"γ: {impl}"] = [phoenix_line_track(start, start + reach * dvec, _color(impl))]
+        elif stage == "xec.energy" and np.isfinite(p.values["pred_energy"][row]):
+            out[f"E {impl} [MeV]"] = round(float(p.values["pred_energy"][row]) * 1e3, 3)
+    if "energyTruth" in ev: out["E truth [MeV]"] = round(float(ev["energyTruth"]) * 1e3, 3)
+    if vertices: out["Vertices"] = vertices
+    if tracks: out["Tracks"] = tracks
+    return out
+
+def write_phoenix(path, events, *, names=None, **kw):
+    "Write events (dicts from `EventStore.event`) to one Phoenix JSON file, atomically; `kw` go to `to_phoenix`."
+    return write_phoenix_events(path, events, to_phoenix, names=names, **kw)

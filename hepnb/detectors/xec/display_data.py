@@ -21,7 +21,8 @@ __all__ = ['TRUTH', 'DISPLAY_COLUMNS', 'STAGE_COLUMNS', 'METRICS', 'METRIC_UNITS
            'worst_events']
 
 # %% ../../../nbs/xec/15_display_data.ipynb #8aa3f047
-TRUTH = ("energyTruth", "timeTruth", "uvwTruth", "xyzVTX", "emiVec", "emiAng", "pileupEnergyTruth")
+TRUTH = ("energyTruth", "timeTruth", "uvwTruth", "xyzVTX", "emiVec", "emiAng", "pileupEnergyTruth", "pileupTimeTruth",
+         "pileupUvwTruth")
 DISPLAY_COLUMNS = ("event_id", "npho", "time", *TRUTH)
 STAGE_COLUMNS = {"xec.position": ("pred_uvw",), "xec.energy": ("pred_energy",), "xec.time": ("pred_time",),
                  "xec.angle": ("pred_angle",), "xec.inpaint": ("npho_inpainted",)}
