@@ -7,3 +7,17 @@ import os as _os
 # dataset then grows with the data read, not with what it holds. Return them at once (set before pyarrow loads;
 # an explicit setting wins).
 _os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
+
+def _fixed_mmap_threshold(nbytes: int = 1 << 17) -> None:
+    """glibc raises its mmap threshold each time a large block is freed; from then on arrays of that size come from
+    the heap, where a small live block above them keeps the freed memory from going back, so a loader streaming a
+    dataset grows with the data read. A fixed threshold (128 KiB, glibc's default) keeps big arrays on their own
+    pages, returned when freed. Set at import on Linux unless MALLOC_MMAP_THRESHOLD_ is given."""
+    import sys
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in _os.environ: return
+    try:
+        import ctypes
+        ctypes.CDLL(None).mallopt(-3, nbytes)          # M_MMAP_THRESHOLD (glibc; a no-op elsewhere)
+    except (OSError, AttributeError): pass
+
+_fixed_mmap_threshold()
