@@ -60,8 +60,13 @@ def test_other_normalisation_is_refused(data):
 
 def test_inpainter_as_a_stage(data):
     env = {"OMP_NUM_THREADS": "1"}
+    if not (data / "mae" / "model.json").exists():
+        run_cli("train", "xec", "mae", "--dataset", data / "train", "--run-dir", data / "mae", *TINY, check=0, env=env)
+    # from the pretrained encoder (as the quickstart does): the inpainter's decoder starts afresh
     run_cli("train", "xec", "inpaint", "--dataset", data / "train", "--run-dir", data / "inpaint", *TINY,
-            "--mask-ratio", "0.05", check=0, env=env)
+            "--mask-ratio", "0.05", "--init-from", data / "mae", check=0, env=env)
+    info = json.loads((data / "inpaint" / "model.json").read_text())
+    assert info["train"]["init_ignore_unexpected"] == ["decoder.*"] and info["train"]["init_allow_missing"] == ["decoder.*"]
     for how in (["--run-dir", data / "inpaint"], ["--classical"]):
         out = data / f"inp-{how[0][2:]}"
         run_cli("predict", "xec", "xec.inpaint", "--dataset", data / "test", *how, "--out", out, check=0, env=env)

@@ -389,10 +389,12 @@ class XecModel(nn.Module):
 
 # %% ../../../nbs/xec/41_models.ipynb #b20e7d36
 class SensorDecoder(nn.Module):
-    """Predicts every sensor's npho' from the fused tokens: a query per sensor (from its position, normal and face;
-    the same for every event, so projected once per call) attends to the tokens. For masked-sensor pretraining and
-    for inpainting dead channels."""
-    def __init__(self, width: int, d: int = 32, heads: int = 4):
+    """Predicts every sensor's npho' from the fused tokens: a query per sensor (from its position, normal and face)
+    attends to the tokens. For masked-sensor pretraining and for inpainting dead channels. `local` (the inpainter):
+    each query also carries its same-face neighbours' inputs, and the output corrects the npho' of their mean light
+    (the classical neighbour-mean estimate) instead of starting from nothing; pretraining leaves it off, so that the
+    encoder, not the neighbours, has to explain a hidden sensor."""
+    def __init__(self, width: int, d: int = 32, heads: int = 4, local: bool = False, norm: Normalisation | None = None):
         super().__init__()
         g = G.sensors()
         geo = np.concatenate([g["pos"] / 100.0, g["normal"]], 1)
@@ -403,27 +405,60 @@ class SensorDecoder(nn.Module):
         self.face_embed = nn.Embedding(len(G.FACES), d)
         self.q, self.kv, self.o = nn.Linear(d, d), nn.Linear(width, 2 * d), nn.Linear(d, d)
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+        self.local, self.norm = local, norm or Normalisation()
+        if local:
+            from .inpaint import neighbour_table
+            nb = torch.from_numpy(neighbour_table())
+            self.register_buffer("neighbours", nb, persistent=False)
+            self.local_embed = nn.Sequential(nn.Linear(2 * nb.shape[1] + 1, d), nn.GELU(), nn.Linear(d, d))
+            nn.init.zeros_(self.out[-1].weight)      # it starts as the neighbour mean and learns the correction
+            nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, tokens: torch.Tensor, sensors: torch.Tensor | None = None) -> torch.Tensor:
-        "npho' [B, S] of the sensors `sensors` (default all 4760) from tokens [B, T, D]."
+    LOCAL_SCALE = 10.0                # photons: a local decoder corrects log(1 + light / LOCAL_SCALE)
+
+    def neighbour_mean(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log(1 + mean light / LOCAL_SCALE) of each sensor's visible neighbours [B, S] (0 when none is), and which
+        neighbours are visible [B, S, K]."""
+        nb = self.neighbours[idx]
+        c, n = nb.clamp_min(0), self.norm
+        photons = torch.expm1(x[..., 0] * n.npho_div) * n.npho_scale * x[..., 1]
+        vis = x[..., 1][:, c] * (nb >= 0)
+        mean = (photons[:, c] * vis).sum(-1) / vis.sum(-1).clamp_min(1)
+        return torch.log1p(mean.clamp_min(0) / self.LOCAL_SCALE), vis
+
+    def forward(self, tokens: torch.Tensor, sensors: torch.Tensor | None = None,
+                x: torch.Tensor | None = None) -> torch.Tensor:
+        "npho' [B, S] of the sensors `sensors` (default all 4760) from tokens [B, T, D] (and, `local`, the inputs `x`)."
+        B = tokens.shape[0]
         idx = torch.arange(G.N_SENSORS, device=tokens.device) if sensors is None else sensors
-        qs = self.query(self.geometry[idx]) + self.face_embed(self.face[idx])                 # [S, d]
-        q = self.q(qs).view(len(idx), self.h, self.dk)
-        k, v = self.kv(tokens).view(tokens.shape[0], tokens.shape[1], 2, self.h, self.dk).unbind(2)
-        a = (torch.einsum("shd,bthd->bhst", q, k) / math.sqrt(self.dk)).softmax(-1)
-        r = torch.einsum("bhst,bthd->bshd", a, v).reshape(tokens.shape[0], len(idx), -1)
-        return self.out(self.o(r) + qs).squeeze(-1)
+        qs = (self.query(self.geometry[idx]) + self.face_embed(self.face[idx]))[None]        # [1, S, d]
+        if self.local:
+            if x is None: raise HepnbError("a local decoder needs the sensor inputs", where="SensorDecoder")
+            anchor, vis = self.neighbour_mean(x, idx)
+            feats = torch.cat([x[..., 0][:, self.neighbours[idx].clamp_min(0)] * vis, vis, anchor[..., None]], -1)
+            qs = qs + self.local_embed(feats)                                                 # [B, S, d]
+        q = self.q(qs).view(qs.shape[0], len(idx), self.h, self.dk).expand(B, -1, -1, -1)
+        k, v = self.kv(tokens).view(B, tokens.shape[1], 2, self.h, self.dk).unbind(2)
+        a = (torch.einsum("bshd,bthd->bhst", q, k) / math.sqrt(self.dk)).softmax(-1)
+        r = torch.einsum("bhst,bthd->bshd", a, v).reshape(B, len(idx), -1)
+        out = self.out(self.o(r) + qs).squeeze(-1)
+        if not self.local: return out
+        # the correction is made in log(1 + light / LOCAL_SCALE) (a relative step for every sensor above a few
+        # photons, a smooth gradient everywhere), then handed back as npho' like every decoder's output
+        photons = torch.expm1((anchor + out).clamp(max=25.0)) * self.LOCAL_SCALE       # > -LOCAL_SCALE
+        return torch.log1p(photons / self.norm.npho_scale) / self.norm.npho_div
 
 class MaskedSensorModel(nn.Module):
-    "Encoder (the regressor's, without heads) + sensor decoder: pretraining by masked sensors, and the inpainter."
-    def __init__(self, cfg: XecModelConfig):
+    """Encoder (the regressor's, without heads) + sensor decoder: pretraining by masked sensors, and (`local`: the
+    decoder corrects each sensor's neighbour mean) the inpainter."""
+    def __init__(self, cfg: XecModelConfig, local: bool = False):
         super().__init__()
         self.cfg = cfg
         self.encoder = XecModel(XecModelConfig(**{**asdict(cfg), "tasks": ()}))      # no heads: only what transfers
-        self.decoder = SensorDecoder(cfg.width, cfg.decoder_width)
+        self.decoder = SensorDecoder(cfg.width, cfg.decoder_width, local=local, norm=cfg.norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder.tokens(x))
+        return self.decoder(self.encoder.tokens(x), x=x)
 
 def npho_from_prime(p: torch.Tensor, norm: Normalisation) -> torch.Tensor:
     "Photons from npho' (the inverse of `sensor_inputs`' first channel)."
@@ -437,7 +472,16 @@ def mask_sensors(valid: torch.Tensor, ratio: float, generator: torch.Generator |
     rank = r.argsort(1).argsort(1)
     return (rank < k) & valid
 
-def masked_sensor_loss(pred: torch.Tensor, x: torch.Tensor, hidden: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
-    "Smooth-L1 on npho' of the hidden sensors, averaged per sensor (every hidden sensor weighs the same)."
-    err = F.smooth_l1_loss(pred, x[..., 0], beta=beta, reduction="none")
+def masked_sensor_loss(pred: torch.Tensor, x: torch.Tensor, hidden: torch.Tensor, beta: float = 0.1,
+                       norm: Normalisation | None = None, relative_to: float | None = None) -> torch.Tensor:
+    """Smooth-L1 on npho' of the hidden sensors, averaged per sensor (every hidden sensor weighs the same); with
+    `relative_to` (photons, the inpainter's loss) on log(1 + photons / relative_to) instead, a relative error for
+    sensors well above it (npho' is nearly linear below its 1000-photon scale: it cannot tell 150 from 300)."""
+    if relative_to is None:
+        err = F.smooth_l1_loss(pred, x[..., 0], beta=beta, reduction="none")
+    else:
+        n = norm or Normalisation()
+        p = npho_from_prime(pred.clamp(max=6.0), n).clamp_min(-0.999 * relative_to)   # finite log below
+        t = npho_from_prime(x[..., 0], n).clamp_min(0)
+        err = F.smooth_l1_loss(torch.log1p(p / relative_to), torch.log1p(t / relative_to), beta=beta, reduction="none")
     return (err * hidden).sum() / hidden.sum().clamp_min(1)

@@ -131,7 +131,7 @@ def cluster_mask(valid: torch.Tensor, ratio: float, neighbours: torch.Tensor) ->
         grown[:, nb[ok, k]] |= seeds[:, ok]
     return (single | grown) & valid
 
-def masked_loss(ratio: float, clustered: bool = False):
+def masked_loss(ratio: float, clustered: bool = False, relative_to: float | None = None):
     "The loss of the masked-sensor model: hide, decode, score the hidden sensors (each weighs the same)."
     from hepnb.detectors.xec.geometry import grid_neighbours
     nb = torch.from_numpy(grid_neighbours())
@@ -140,7 +140,7 @@ def masked_loss(ratio: float, clustered: bool = False):
         valid = x[..., 1] > 0
         hidden = cluster_mask(valid, ratio, nb.to(valid.device)) if clustered else mask_sensors(valid, ratio)
         pred = model(_inputs(model.encoder, batch, keep=~hidden))
-        l = masked_sensor_loss(pred, x, hidden)
+        l = masked_sensor_loss(pred, x, hidden, norm=model.cfg.norm, relative_to=relative_to)
         return l, {"hidden_per_event": hidden.sum(1).float().mean()}
     return loss
 
@@ -158,6 +158,9 @@ def _mae_source_maps(tc: TrainConfig, mc: ModelConfig) -> TrainConfig:
         raise HepnbError(f"the source model normalised its inputs as {asdict(theirs)}, this one as {asdict(mc.norm)}; "
                          "expected the same (set the norm options to the source's)", where=info_path)
     if info["task"] not in ("mae", "inpaint") or tc.init_prefix_map: return tc
+    if mc.task == "inpaint" and info["task"] == "mae":   # the encoder only: the inpainter's decoder has another job
+        return dataclasses.replace(tc, init_ignore_unexpected=tc.init_ignore_unexpected or ["decoder.*"],
+                                   init_allow_missing=tc.init_allow_missing or ["decoder.*"])
     if mc.task in ("mae", "inpaint"):
         return dataclasses.replace(tc, init_allow_missing=tc.init_allow_missing or [])
     return dataclasses.replace(tc, init_prefix_map={"encoder.": ""},
@@ -180,8 +183,9 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
     vl = make_loader(ds, loader_config(mc, split="val", targets=not masked, **opts))
     record = {"detector": "xec", "task": mc.task, "model": asdict(mc), "batch_size": batch_size}
     if masked:
-        loss_fn = masked_loss(mc.mask_ratio, mc.task == "inpaint")
-        return fit_run(run_dir, lambda: MaskedSensorModel(mc.model()), loss_fn, tl, vl, tc, record=record, dataset=ds,
+        inpaint = mc.task == "inpaint"        # clustered masks like dead groups; a relative error above ~10 photons
+        loss_fn = masked_loss(mc.mask_ratio, clustered=inpaint, relative_to=100.0 if inpaint else None)
+        return fit_run(run_dir, lambda: MaskedSensorModel(mc.model(), local=inpaint), loss_fn, tl, vl, tc, record=record, dataset=ds,
                        resume=resume, mlflow_uri=mlflow_uri)
     stats = target_stats(ds, mc, tc.seed, XecModel(mc.model()))
     def build():
@@ -203,7 +207,8 @@ def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "c
     mc = ModelConfig(**{"anchored": False, **info["model"]})     # runs from before anchoring had none
     ck = run_dir / "checkpoints" / f"{which}.pt"
     if not ck.is_file(): ck = run_dir / "checkpoints" / "last.pt"
-    net = MaskedSensorModel(mc.model()) if mc.task in ("mae", "inpaint") else XecModel(mc.model())
+    masked = mc.task in ("mae", "inpaint")
+    net = MaskedSensorModel(mc.model(), local=mc.task == "inpaint") if masked else XecModel(mc.model())
     return load_weights(net, ck).to(device).eval(), mc
 
 # %% ../../../nbs/xec/42_training.ipynb #b802431a
