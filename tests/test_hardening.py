@@ -192,9 +192,11 @@ def test_report_on_a_yaml_file(tmp_path):
 
 def start_simulation(out, events=400_000):
     "A simulation that runs long enough to be signalled (its own process group, so no stray child survives a test)."
+    # default dispositions: under `nohup` SIGHUP arrives ignored, and hepnb rightly leaves an ignored signal ignored
+    def defaults(): [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGHUP)]
     return subprocess.Popen([HEPNB, "simulate", "atar", "--events", str(events), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=defaults)
 
 
 def wait_for_temporary(folder, name, timeout=60):
