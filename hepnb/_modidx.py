@@ -792,6 +792,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                    'hepnb/detectors/xec/models.py'),
                                             'hepnb.detectors.xec.models.SensorDecoder.forward': ( 'xec/models.html#sensordecoder.forward',
                                                                                                   'hepnb/detectors/xec/models.py'),
+                                            'hepnb.detectors.xec.models.SensorDecoder.neighbour_mean': ( 'xec/models.html#sensordecoder.neighbour_mean',
+                                                                                                         'hepnb/detectors/xec/models.py'),
                                             'hepnb.detectors.xec.models.XecModel': ( 'xec/models.html#xecmodel',
                                                                                      'hepnb/detectors/xec/models.py'),
                                             'hepnb.detectors.xec.models.XecModel.__init__': ( 'xec/models.html#xecmodel.__init__',

@@ -183,7 +183,7 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
     vl = make_loader(ds, loader_config(mc, split="val", targets=not masked, **opts))
     record = {"detector": "xec", "task": mc.task, "model": asdict(mc), "batch_size": batch_size}
     if masked:
-        inpaint = mc.task == "inpaint"        # clustered masks like dead groups; a relative error above ~10 photons
+        inpaint = mc.task == "inpaint"        # clustered masks like dead groups; a relative error above ~100 photons
         loss_fn = masked_loss(mc.mask_ratio, clustered=inpaint, relative_to=100.0 if inpaint else None)
         return fit_run(run_dir, lambda: MaskedSensorModel(mc.model(), local=inpaint), loss_fn, tl, vl, tc, record=record, dataset=ds,
                        resume=resume, mlflow_uri=mlflow_uri)
