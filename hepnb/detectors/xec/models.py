@@ -347,13 +347,20 @@ class XecModel(nn.Module):
         """What an `anchored` model's heads correct, from the inputs [B, 4760, 4] alone: the log of the photons seen
         by the live sensors (energy: the heads learn log(E / light), the position-dependent collection a classical
         correction also fits) and the light-weighted centroid (u, v) of the 5 × 5 inner-face sensors around the
-        brightest one (the first interaction: the heads learn the step from the centroid to the point, w from 0)."""
+        brightest one (the first interaction: the heads learn the step from the centroid to the point, w from 0), and
+        the light-weighted time of those sensors in ns (time: the heads learn the propagation delay)."""
         photons = self._photons(x)
         out = {"energy": torch.log(photons.sum(1, keepdim=True).clamp_min(1.0))}
         idx, inside = self._peak_window(photons, 2)
         w = photons.gather(1, self.grid_inner.flatten()[idx].clamp_min(0)) * inside
         uv = (w[..., None] * self.inner_uv.flatten(0, 1)[idx]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-9)
         out["uvw"] = torch.cat([uv, torch.zeros_like(uv[:, :1])], 1)
+        n = self.cfg.norm                                   # time: the light-weighted time of the same core (ns)
+        ids = self.grid_inner.flatten()[idx].clamp_min(0)
+        tok = x[..., 3].gather(1, ids) * inside
+        t_ns = ((x[..., 2].gather(1, ids) + n.time_shift) * n.time_scale * 1e9)
+        wt = w * tok
+        out["time"] = (wt * t_ns).sum(1, keepdim=True) / wt.sum(1, keepdim=True).clamp_min(1e-9)
         return {t: v for t, v in out.items() if t in self.cfg.tasks}
 
     def peak_patch(self, x: torch.Tensor) -> torch.Tensor:
