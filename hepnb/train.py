@@ -966,6 +966,9 @@ class Trainer:
             elif self.batch_in_epoch == 0: set_rng_state(self._resume_rng)
             while not self._done() or self.batch_in_epoch > 0:
                 self._train_epoch()  # finish a resumed epoch
+            if self._owns_pg:        # no rank tears the group down while another still has collectives in flight
+                import torch.distributed as dist
+                dist.barrier()
             return {**self.last, "epoch": self.epoch, "step": self.step, "best": self.best,
                     "skipped_batches": self.skipped}
         finally:
