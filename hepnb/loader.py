@@ -339,7 +339,8 @@ class _Scratch(dict):
 @dataclass(eq=False)
 class _Block:
     """Events as flat NumPy columns: per-event arrays, hit and group offsets (from 0) and flat per-hit / per-group
-    arrays."""
+    arrays. A view block (`xs` set) holds the list values as read (views of Arrow's buffers where possible, no padding
+    entry, stored dtypes); it is only ever copied into a pool."""
     n: int
     ids: np.ndarray                                   # int64 [n]
     hoffs: np.ndarray | None = None                   # int64 [n+1]
@@ -352,6 +353,7 @@ class _Block:
     dx: np.ndarray | None = None                      # dense features of a fixed-size level: [n, S, C]
     eoffs: np.ndarray | None = None                   # int64 [n+1]
     e: dict = field(default_factory=dict)             # edge column -> [N_edges + 1]
+    xs: list | None = None                            # a view block: hit features as flat columns, no padding entries
 
 def _same_offsets(table: pa.Table, cols: list[str], where: str, key: str, level: str) -> tuple[np.ndarray, dict]:
     "Shared offsets and flat values of list columns that must have the same length per event."
@@ -393,38 +395,42 @@ def _padded(v: np.ndarray, dt, pad) -> np.ndarray:
     out[-1] = pad
     return out
 
-def _columns(table: pa.Table | pa.RecordBatch, cfg: LoaderConfig, where: str) -> _Block:
-    """The configured columns of an Arrow table as a checked working `_Block`: every array is copied out of Arrow
-    (the table can be freed by the thread that read it) and per-hit / per-group arrays end with a padding entry."""
+def _columns(table: pa.Table | pa.RecordBatch, cfg: LoaderConfig, where: str, copy: bool = True) -> _Block:
+    """The configured columns of an Arrow table as a checked `_Block`. `copy`: a working block, every array copied
+    out of Arrow (the table can be freed by the thread that read it), per-hit / per-group arrays ending with a padding
+    entry; else a view block for `_pool`, which copies each value once, straight from Arrow into the pool."""
     if isinstance(table, pa.RecordBatch): table = pa.Table.from_batches([table])
     key, fdt = cfg.key, _float_dtype(cfg)
     ids = table.column(key).combine_chunks()
     if ids.null_count: raise HepnbError("null event key", where=_cell(where, key))
     b = _Block(table.num_rows, np.array(ids.to_numpy(zero_copy_only=False), dtype=np.int64))
+    def own(v):
+        "A per-hit / per-group column in its working dtype with a padding entry (copy), or as read (view)."
+        if not copy: return v
+        dt = _work_dtype(v.dtype, fdt)
+        return _padded(v, dt, _pad_value(dt))
     hit_cols = [*cfg.hit_features, *[c for c in cfg.hit_targets if c not in cfg.hit_features]]
     if hit_cols:
         b.hoffs, vals = _same_offsets(table, hit_cols, where, key, "hit")
-        if cfg.hit_features:                              # one row per hit, then a padding row of zeros
+        if not copy: b.xs = [vals[c] for c in cfg.hit_features]
+        elif cfg.hit_features:                            # one row per hit, then a padding row of zeros
             b.x = np.empty((int(b.hoffs[-1]) + 1, len(cfg.hit_features)), fdt)
             for j, c in enumerate(cfg.hit_features):
                 b.x[:-1, j] = vals[c]
             b.x[-1] = 0
         for c in cfg.hit_targets:
-            dt = _work_dtype(vals[c].dtype, fdt)
-            b.t[c] = _padded(vals[c], dt, _pad_value(dt))
+            b.t[c] = own(vals[c])
     if cfg.group_columns:
         b.goffs, vals = _same_offsets(table, cfg.group_columns, where, key, "group")
         for c in cfg.group_columns:
-            dt = _work_dtype(vals[c].dtype, fdt)
-            b.g[c] = _padded(vals[c], dt, _pad_value(dt))
+            b.g[c] = own(vals[c])
     for c in cfg.event_columns:
         b.ev[c], b.ok[c] = _event_values(table, c, where, fdt)
     if cfg.dense_features: b.dx = _dense(table, cfg.dense_features, where, key, fdt)
     if cfg.edge_columns:
         b.eoffs, vals = _same_offsets(table, cfg.edge_columns, where, key, "edge")
         for c in cfg.edge_columns:
-            dt = _work_dtype(vals[c].dtype, fdt)
-            b.e[c] = _padded(vals[c], dt, _pad_value(dt))
+            b.e[c] = own(vals[c])
         if cfg.edge_index: _check_edges(table, b, cfg.edge_index, where, key)
     return b
 
@@ -433,7 +439,7 @@ def _check_edges(table, b: _Block, pair: tuple[str, str], where: str, key: str) 
     event = np.repeat(np.arange(b.n), np.diff(b.eoffs))
     hits = np.diff(b.hoffs)[event]
     for c in pair:
-        v = b.e[c][:-1]
+        v = b.e[c][:len(event)]
         bad = np.flatnonzero((v < 0) | (v >= hits))
         if len(bad):
             raise HepnbError(f"edge end {int(v[bad[0]])} points outside its event's {hits[bad[0]]} hits"
@@ -467,7 +473,10 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
         pos = 0
         for s, src in zip(sel, arrays):
             m = (s.stop - s.start) if isinstance(s, slice) else len(s)
-            if isinstance(s, slice): dst[pos:pos + m] = src[s]
+            if isinstance(src, list):                 # the columns of a view block: one strided write each
+                for j, col in enumerate(src):
+                    dst[pos:pos + m, j] = col
+            elif isinstance(s, slice): dst[pos:pos + m] = src[s]
             elif src.dtype == dt: np.take(src, s, axis=0, out=dst[pos:pos + m], mode="clip")   # clip: unbuffered out=
             else: dst[pos:pos + m] = src.take(s, axis=0)
             pos += m
@@ -477,7 +486,9 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
     b0 = pieces[-1][0]
     if b0.hoffs is not None:
         out.hoffs, sel = spans("hoffs")
-        if cfg.hit_features: out.x = fill("x", out.hoffs, sel, [b.x for b, _ in pieces], fdt, 0, len(cfg.hit_features))
+        if cfg.hit_features:
+            out.x = fill("x", out.hoffs, sel, [b.x if b.xs is None else b.xs for b, _ in pieces], fdt, 0,
+                         len(cfg.hit_features))
         for c, v in b0.t.items():
             dt = _work_dtype(v.dtype, fdt)
             out.t[c] = fill(f"t:{c}", out.hoffs, sel, [b.t[c] for b, _ in pieces], dt, _pad_value(dt))
@@ -489,7 +500,8 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
     if b0.eoffs is not None:
         out.eoffs, sel = spans("eoffs")
         for c, v in b0.e.items():
-            out.e[c] = fill(f"e:{c}", out.eoffs, sel, [b.e[c] for b, _ in pieces], v.dtype, _pad_value(v.dtype))
+            dt = _work_dtype(v.dtype, fdt)
+            out.e[c] = fill(f"e:{c}", out.eoffs, sel, [b.e[c] for b, _ in pieces], dt, _pad_value(dt))
     if b0.dx is not None:
         out.dx = scratch.get("dx", (out.n,) + b0.dx.shape[1:], b0.dx.dtype, out.n)
         pos = 0
@@ -869,8 +881,9 @@ class EventStream(IterableDataset):
         where = str(self.ds.path)
         # Parquet pages are decoded on Arrow's threads in the main process; a worker decodes on its own thread
         tables = self._chunks(self._my_units(epoch, worker, workers), threads=wi is None)
-        if wi is None and _PREFETCH: tables = _prefetch(tables, _PREFETCH)   # reading overlaps the work below
-        blocks = (_columns(t, cfg, where) for t in tables)
+        # view blocks: each value is copied once, from Arrow into the pool (`_pool`)
+        blocks = (_columns(t, cfg, where, copy=False) for t in tables)
+        if wi is None and _PREFETCH: blocks = _prefetch(blocks, _PREFETCH)   # reading overlaps the work below
         rng = np.random.default_rng([cfg.seed, epoch, cfg.rank, worker, 1]) if cfg.shuffle else None
         scratch = self._scratch.pop() if self._scratch else (_Scratch(), _Scratch())   # one set per live iterator
         try:
