@@ -2,7 +2,7 @@
 same columns, and peak memory for N and 10 N events. Prints a Markdown table.
 
     python benchmarks/bench_loader.py                      # defaults: < 2 min on 2 cores
-    python benchmarks/bench_loader.py --events 200000 --mem-events 20000 --workers 0,2,4 --shuffle on
+    python benchmarks/bench_loader.py --events 200000 --mem-events 50000 --workers 0,2,4 --shuffle on
 
 Data: the ATAR simulator (`hepnb.detectors.atar.sim.simulate_dataset`) when importable, otherwise the
 loader's generic synthetic generator (`hepnb.loader.synthetic_dataset`); the output says which.
@@ -95,8 +95,9 @@ def mem_run(ds, cfg) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=50_000, help="events for the throughput runs")
-    ap.add_argument("--mem-events", type=int, default=20_000,
-                    help="N for the memory runs (also 10 N); keep N well above the shuffle buffer")
+    ap.add_argument("--mem-events", type=int, default=50_000,
+                    help="N for the memory runs (also 10 N); keep N well above the shuffle buffer: with N = 20 000 "
+                         "(two buffers) the N run ends before the shuffle pool reaches its steady size")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--workers", default="0,2", help="comma-separated num_workers values")
     ap.add_argument("--layouts", default="padded,packed")
