@@ -4,13 +4,16 @@
 
 Simulates a training set (15-60 MeV), a calibration set for the classical constants and a held-out signal set
 (52.8 MeV; different seeds and run numbers), then:
-1. trains the energy and position regressors from scratch (the seed's face tokens) and the position regressor with
+1. trains the energy and position regressors (and with `--heads` time and angle) from scratch (the seed's face
+   tokens) and the position regressor with
    spatial tokens; pretrains the encoder on masked sensors and fine-tunes energy and position from it with
    `--label-fraction` of the labels next to scratch with the same labels;
 2. trains the inpainter;
 3. runs the classical chain and the ML stages on the test set and prints the headline numbers side by side
    (ratios ML / classical), the inpainters per face, and the energy resolution with 1 % dead channels (raw,
    neighbour-filled, ML-filled). Tables go to --out as Markdown and JSON.
+
+`--reuse` keeps datasets and trained runs already in --out (a part can be added to an earlier run's folder).
 """
 import argparse
 import dataclasses
@@ -64,16 +67,24 @@ def main():
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--size", choices=["cpu", "faithful"], default="cpu")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: tokens, pretrain, inpaint")
+    ap.add_argument("--heads", default="energy,position", help="regressors next to classical: energy,position,time,angle")
+    ap.add_argument("--reuse", action="store_true", help="keep datasets and trained runs already in --out")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/xec"))
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     uniform = SimConfig(**PRESETS["uniform15to60"])
-    train = simulate_dataset(a.out / "train", a.train, seed=11, config=uniform, overwrite=True)
-    calib = simulate_dataset(a.out / "calib", a.calib, seed=12, config=dataclasses.replace(uniform, first_run=5001),
-                             overwrite=True)
-    test = simulate_dataset(a.out / "test", a.test, seed=13, config=SimConfig(first_run=9001), overwrite=True)
+    def sim(name, n, **kw):
+        path = a.out / name
+        if a.reuse and (path / "manifest.json").is_file():
+            ds = open_dataset(path)
+            if ds.num_rows != n: raise SystemExit(f"--reuse: {path} holds {ds.num_rows} events, asked for {n}")
+            return ds
+        return simulate_dataset(path, n, overwrite=True, **kw)
+    train = sim("train", a.train, seed=11, config=uniform)
+    calib = sim("calib", a.calib, seed=12, config=dataclasses.replace(uniform, first_run=5001))
+    test = sim("test", a.test, seed=13, config=SimConfig(first_run=9001))
     t_sim = time.perf_counter() - t0
 
     from hepnb.detectors.xec.models import XecModelConfig
@@ -83,13 +94,18 @@ def main():
     tc = TrainConfig(epochs=a.epochs, lr=a.lr, warmup_steps=100, device=a.device, precision=a.precision, ema_decay=a.ema_decay,
                      echo=False, seed=1)
     runs, timing = {}, {}
+    heads = [h for h in a.heads.split(",") if h]
+    bad = [h for h in heads if h not in ("energy", "position", "time", "angle")]
+    if bad or not {"energy", "position"} <= set(heads):
+        raise SystemExit(f"--heads: expected energy,position and any of time, angle; found {a.heads!r}")
     def fit(name, task, ds, model, train_cfg=tc):
+        runs[name] = a.out / name
+        if a.reuse and (a.out / name / "model.json").is_file(): return
         s = time.perf_counter()
         train_task(task, ds, a.out / name, model=model, train=train_cfg, batch_size=a.batch_size)
         timing[name] = time.perf_counter() - s
-        runs[name] = a.out / name
-    fit("energy", "energy", train, mc(task="energy"))
-    fit("position", "position", train, mc(task="position"))
+    for h in heads:
+        fit(h, h, train, mc(task=h))
     if "tokens" not in skip:
         fit("position-spatial-tokens", "position", train, mc(task="position", tokens="spatial"))
     if "pretrain" not in skip:
@@ -112,11 +128,19 @@ def main():
     preds["xec.energy", "classical"] = run_stage(S.PhotonSum(calibration=str(cal_path)), test,
                                                  a.out / "p-energy-classical", upstream={"xec.position": pos},
                                                  overwrite=True)
+    if "time" in heads:
+        preds["xec.time", "classical"] = run_stage(S.WeightedTime(calibration=str(cal_path)), test,
+                                                   a.out / "p-time-classical", upstream={"xec.position": pos},
+                                                   overwrite=True)
+    if "angle" in heads:
+        preds["xec.angle", "classical"] = run_stage(S.VertexToPoint(calibration=str(cal_path)), test,
+                                                    a.out / "p-angle-classical", upstream={"xec.position": pos},
+                                                    overwrite=True)
     rows, _ = evaluate(test, preds)
     ml_rows = {}
     for name, path in runs.items():
         if name in ("mae", "inpaint"): continue
-        stage = "xec.energy" if name.startswith("energy") else "xec.position"
+        stage = "xec." + name.split("-")[0]
         p = run_stage(MLStage(path), test, a.out / f"p-{name}", overwrite=True)
         ml_rows[name], _ = evaluate(test, {(stage, "ml"): p})
 
@@ -124,8 +148,10 @@ def main():
              f"{a.test} held-out 52.8 MeV events; model size {a.size}; simulation {t_sim:.0f} s", "",
              "| quantity | ML | classical | ML / classical |", "|---|---|---|---|"]
     summary = {}
-    for name, stage, m in (("energy", "xec.energy", "energy_sigma68_rel"), ("energy", "xec.energy", "energy_abs68_rel"),
-                           ("position", "xec.position", "uvw_dist_68pct"), ("position", "xec.position", "sigma68_w")):
+    quantities = (("energy", "xec.energy", "energy_sigma68_rel"), ("energy", "xec.energy", "energy_abs68_rel"),
+                  ("position", "xec.position", "uvw_dist_68pct"), ("position", "xec.position", "sigma68_w"),
+                  ("time", "xec.time", "time_sigma68"), ("angle", "xec.angle", "angle_68pct"))
+    for name, stage, m in (q for q in quantities if q[0] in heads):
         v, e = metric(ml_rows[name], stage, m, "ml")
         c, ce = metric(rows, stage, m, "classical")
         summary[f"{name}.{m}"] = {"ml": v, "ml_error": e, "classical": c, "classical_error": ce, "ratio": v / c}

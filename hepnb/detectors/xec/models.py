@@ -15,12 +15,16 @@ from . import geometry as G
 from .schema import INVALID
 
 # %% auto #0
-__all__ = ['TASKS', 'IN_CHANNELS', 'RECT_FACES', 'HEX_FACES', 'Normalisation', 'XecModelConfig', 'sensor_inputs', 'LayerNorm2d',
-           'GRN', 'ConvNeXtV2Block', 'FaceCNN', 'hex_neighbours', 'HexNeXtBlock', 'HexEncoder', 'XecModel',
-           'SensorDecoder', 'MaskedSensorModel', 'npho_from_prime', 'mask_sensors', 'masked_sensor_loss']
+__all__ = ['TASKS', 'PDE_NOMINAL', 'W_NOMINAL', 'V_LXE', 'TAU_SCINT', 'C_CM_PER_NS', 'IN_CHANNELS', 'RECT_FACES', 'HEX_FACES',
+           'Normalisation', 'XecModelConfig', 'sensor_inputs', 'LayerNorm2d', 'GRN', 'ConvNeXtV2Block', 'FaceCNN',
+           'hex_neighbours', 'HexNeXtBlock', 'HexEncoder', 'XecModel', 'SensorDecoder', 'MaskedSensorModel',
+           'npho_from_prime', 'mask_sensors', 'masked_sensor_loss']
 
 # %% ../../../nbs/xec/41_models.ipynb #89cface3
 TASKS = {"energy": 1, "time": 1, "uvw": 3, "angle": 3}
+# what the version-2 time anchor assumes of the detector: nominal photon detection efficiency, the depth of a typical
+# first interaction, the light's effective speed in the xenon, the scintillation decay time, the speed of light
+PDE_NOMINAL, W_NOMINAL, V_LXE, TAU_SCINT, C_CM_PER_NS = 0.15, 3.0, 18.0, 45.0, 29.9792458
 """Regression targets and their widths: energy (GeV), time (ns), the first interaction (u, v, w; cm) and the
 emission direction (a unit vector; reported as θ, φ in degrees)."""
 
@@ -63,6 +67,7 @@ class XecModelConfig:
     inner_grid: tuple[int, ...] = (6, 4)         # spatial tokens of the inner face (φ rows, z columns)
     face_grid: tuple[int, ...] = (2, 2)          # spatial tokens of every other rectangular face
     anchored: bool = True              # heads correct an estimate from the light itself (see `XecModel.anchors`); the seed: no
+    anchor_version: int = 2            # 1: energy, position, core time (session 7); 2: + angle, propagated time
     norm: Normalisation = field(default_factory=Normalisation)
 
     def __post_init__(self):
@@ -76,6 +81,8 @@ class XecModelConfig:
             raise HepnbError(f"expected 'face' or 'spatial', found {self.tokens!r}", where="model [tokens]")
         if self.width % self.fusion_heads:
             raise HepnbError(f"width {self.width} must be a multiple of fusion_heads {self.fusion_heads}", where="model [width]")
+        if self.anchor_version not in (1, 2):
+            raise HepnbError(f"expected anchor version 1 or 2, found {self.anchor_version}", where="model [anchor_version]")
         if self.stem_stride not in (1, 2):
             raise HepnbError(f"expected a stem stride of 1 or 2, found {self.stem_stride}", where="model [stem_stride]")
         if len(self.cnn_dims) != len(self.cnn_depths):
@@ -211,6 +218,7 @@ class XecModel(nn.Module):
         inner_uv = np.zeros(gi.shape + (2,), np.float32)
         inner_uv[gi >= 0] = G.xyz_to_uvw(G.sensors()["pos"][gi[gi >= 0]])[:, :2]
         self.register_buffer("inner_uv", torch.from_numpy(inner_uv), persistent=False)
+        self.register_buffer("sensor_xyz", torch.tensor(G.sensors()["pos"], dtype=torch.float32), persistent=False)
         for name in HEX_FACES:
             ids, table = hex_neighbours(name)
             self.register_buffer(f"ids_{name}", torch.from_numpy(ids).long(), persistent=False)
@@ -348,20 +356,43 @@ class XecModel(nn.Module):
         by the live sensors (energy: the heads learn log(E / light), the position-dependent collection a classical
         correction also fits) and the light-weighted centroid (u, v) of the 5 × 5 inner-face sensors around the
         brightest one (the first interaction: the heads learn the step from the centroid to the point, w from 0), and
-        the light-weighted time of those sensors in ns (time: the heads learn the propagation delay)."""
+        the event time in ns (time). Version 1 took the light-weighted time of those 5 × 5 sensors (the heads
+        learned the propagation delay: 0.18 ns at best); version 2 (`anchor_version`) takes the classical estimate
+        with the centroid at a nominal depth for the point: every sensor above 50 photoelectrons (npho × a nominal
+        PDE), its time less the light's path from the point and the mean first-photon delay τ / pe, weighted by pe,
+        less the γ's flight from the target (0.067 ns alone on the toy, the classical fit 0.064); and the direction
+        from the target centre, the γ's nominal origin, to the centroid on the inner face (angle)."""
         photons = self._photons(x)
         out = {"energy": torch.log(photons.sum(1, keepdim=True).clamp_min(1.0))}
         idx, inside = self._peak_window(photons, 2)
         w = photons.gather(1, self.grid_inner.flatten()[idx].clamp_min(0)) * inside
         uv = (w[..., None] * self.inner_uv.flatten(0, 1)[idx]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-9)
         out["uvw"] = torch.cat([uv, torch.zeros_like(uv[:, :1])], 1)
-        n = self.cfg.norm                                   # time: the light-weighted time of the same core (ns)
-        ids = self.grid_inner.flatten()[idx].clamp_min(0)
-        tok = x[..., 3].gather(1, ids) * inside
-        t_ns = ((x[..., 2].gather(1, ids) + n.time_shift) * n.time_scale * 1e9)
-        wt = w * tok
-        out["time"] = (wt * t_ns).sum(1, keepdim=True) / wt.sum(1, keepdim=True).clamp_min(1e-9)
+        if "time" in self.cfg.tasks:
+            if self.cfg.anchor_version >= 2: out["time"] = self._propagated_time(x, photons, uv)
+            else: out["time"] = self._core_time(x, w, idx, inside)
+        if self.cfg.anchor_version >= 2: out["angle"] = F.normalize(G.uvw_to_xyz(out["uvw"]), dim=-1)   # target at 0
         return {t: v for t, v in out.items() if t in self.cfg.tasks}
+
+    def _time_ns(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.cfg.norm
+        return (x[..., 2] + n.time_shift) * n.time_scale * 1e9
+
+    def _core_time(self, x, w, idx, inside) -> torch.Tensor:
+        "Version 1: the light-weighted time (ns) of the 5 × 5 core."
+        ids = self.grid_inner.flatten()[idx].clamp_min(0)
+        wt = w * x[..., 3].gather(1, ids) * inside
+        return (wt * self._time_ns(x).gather(1, ids)).sum(1, keepdim=True) / wt.sum(1, keepdim=True).clamp_min(1e-9)
+
+    def _propagated_time(self, x, photons, uv) -> torch.Tensor:
+        "Version 2: the event time (ns) from every sensor's time, corrected for the light's path from the centroid."
+        p = G.uvw_to_xyz(torch.cat([uv, torch.full_like(uv[:, :1], W_NOMINAL)], 1))          # [B, 3] cm
+        d = torch.linalg.vector_norm(self.sensor_xyz[None] - p[:, None], dim=-1)            # [B, 4760]
+        pe = (photons * PDE_NOMINAL).clamp_min(1.0)
+        w = pe * ((x[..., 3] > 0) & (pe > 50))
+        tc = self._time_ns(x) - d / V_LXE - TAU_SCINT / pe
+        t0 = (w * tc).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1e-9)
+        return t0 - torch.linalg.vector_norm(p, dim=-1, keepdim=True) / C_CM_PER_NS
 
     def peak_patch(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 81 · 4]: the inputs of the 9 × 9 inner-face sensors around the brightest one (zeros off the face), the

@@ -204,7 +204,7 @@ def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "c
     info = json.loads(info_path.read_text())
     if info.get("detector") != "xec":
         raise HepnbError(f"expected an XEC run, found one of detector {info.get('detector')!r}", where=info_path)
-    mc = ModelConfig(**{"anchored": False, **info["model"]})     # runs from before anchoring had none
+    mc = ModelConfig(**{"anchored": False, "anchor_version": 1, **info["model"]})   # older runs: what they had
     ck = run_dir / "checkpoints" / f"{which}.pt"
     if not ck.is_file(): ck = run_dir / "checkpoints" / "last.pt"
     masked = mc.task in ("mae", "inpaint")
