@@ -32,31 +32,24 @@ def make_data(kind: str, path: Path, n: int, seed: int, rows_per_file: int):
     return ds, cfg
 
 
-def raw_read(ds, columns, threads: bool, repeats: int) -> float:
-    "Best wall time of reading the columns of every shard into one Arrow table."
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        t = pa.concat_tables([pq.read_table(p, columns=columns, use_threads=threads) for p in ds.files])
-        best = min(best, time.perf_counter() - t0)
-        del t
-    return best
+def raw_read(ds, columns, threads: bool) -> float:
+    "Wall time of reading the columns of every shard into one Arrow table."
+    t0 = time.perf_counter()
+    t = pa.concat_tables([pq.read_table(p, columns=columns, use_threads=threads) for p in ds.files])
+    s = time.perf_counter() - t0
+    del t
+    return s
 
 
-def loader_run(ds, cfg, epochs: int = 3):
-    "Time each epoch of make_loader(ds, cfg); returns [(seconds, events, hits)] per epoch."
-    loader = make_loader(ds, cfg)
-    out = []
-    for e in range(epochs):
-        loader.dataset.set_epoch(e)
-        t0 = time.perf_counter(); n = h = 0
-        for b in loader:
-            # the same count for both layouts, a 256-element sum (summing the [B, H] mask would time torch's
-            # thread pool waking for a 40k-element reduction, not the loader)
-            n += len(b); h += int(b.n_hits.sum())
-        out.append((time.perf_counter() - t0, n, h))
-    del loader
-    return out
+def epoch(loader, e: int) -> tuple[float, int, int]:
+    "(seconds, events, hits) of epoch `e` of a loader."
+    loader.dataset.set_epoch(e)
+    t0 = time.perf_counter(); n = h = 0
+    for b in loader:
+        # the same count for both layouts, a 256-element sum (summing the [B, H] mask would time torch's
+        # thread pool waking for a 40k-element reduction, not the loader)
+        n += len(b); h += int(b.n_hits.sum())
+    return time.perf_counter() - t0, n, h
 
 
 MEM_CHILD = textwrap.dedent("""
@@ -106,7 +99,9 @@ def main(argv=None):
     ap.add_argument("--rows-per-file", type=int, default=20_000)
     ap.add_argument("--data", choices=["auto", "atar", "synthetic"], default="auto")
     ap.add_argument("--workdir", default=None, help="where to write the datasets (default: a temporary folder)")
-    ap.add_argument("--repeats", type=int, default=3, help="repeats of the raw read (best is shown)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds of one raw read and one epoch of each loader, interleaved (the best of each is shown: "
+                         "a busy spell slows both sides of a ratio)")
     a = ap.parse_args(argv)
 
     kind = a.data
@@ -127,24 +122,26 @@ def main(argv=None):
     shuffles = [False] if a.no_shuffle else [{"on": True, "off": False}[x] for x in a.shuffle.split(",")]
     n_hits_total = None
 
-    rows = []
-    for threads in (True, False):
-        s = raw_read(ds, cfg.columns, threads, a.repeats)
-        rows.append((f"raw pyarrow read_table ({'threads' if threads else '1 thread'})", "-", s, None, a.events))
-    raw_s = rows[0][2]
-    runs = []
-    for shuffle in shuffles:
-        for layout in a.layouts.split(","):
-            for w in [int(x) for x in a.workers.split(",")]:
-                r = loader_run(ds, replace(cfg, layout=layout, num_workers=w, shuffle=shuffle))
-                runs.append((shuffle, layout, w, r))
-                n_hits_total = r[-1][2]
+    loaders = {(shuffle, layout, w): make_loader(ds, replace(cfg, layout=layout, num_workers=w, shuffle=shuffle))
+               for shuffle in shuffles for layout in a.layouts.split(",") for w in [int(x) for x in a.workers.split(",")]}
+    first = {k: epoch(ld, 0) for k, ld in loaders.items()}           # epoch 1: worker start-up included
+    raw = {True: float("inf"), False: float("inf")}
+    steady = {k: (float("inf"), 0, 0) for k in loaders}
+    for r in range(a.rounds):
+        for threads in raw: raw[threads] = min(raw[threads], raw_read(ds, cfg.columns, threads))
+        for k, ld in loaders.items(): steady[k] = min(steady[k], epoch(ld, r + 1))
+    rows = [(f"raw pyarrow read_table ({'threads' if threads else '1 thread'})", "-", s, None, a.events)
+            for threads, s in raw.items()]
+    raw_s = raw[True]
+    runs = [(*k, [first[k], steady[k]]) for k in loaders]
+    n_hits_total = steady[next(iter(loaders))][2]
+    del loaders
     print(f"## hepnb.loader benchmark\n")
     print(f"- data: **{'ATAR simulator (hepnb.detectors.atar.sim)' if kind == 'atar' else 'synthetic generator (hepnb.loader.synthetic_dataset), ATAR simulator not importable'}**, "
           f"{a.events} events, {n_hits_total} hits ({n_hits_total / a.events:.1f}/event), {len(ds.files)} shards, "
           f"columns: {len(cfg.hit_features)} hit features, {len(cfg.hit_targets)} hit target, {len(cfg.event_columns)} event columns")
     print(f"- loader: batch {cfg.batch_size}, shuffle on = buffer of {cfg.shuffle_buffer} events, off = stored order; "
-          f"workers use `{cfg.multiprocessing_context or 'forkserver'}`; the best of epochs 2-3 is timed (persistent workers already up), epoch 1 includes worker start-up; raw reads: best of --repeats")
+          f"workers use `{cfg.multiprocessing_context or 'forkserver'}`; epoch 1 includes worker start-up; then {a.rounds} rounds of one raw read and one epoch of each loader, interleaved, the best of each shown")
     print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, "
           f"pyarrow {pa.__version__}; generation took {t_gen:.1f} s\n")
     print("| reader | shuffle | layout | workers | epoch 1 s | steady epoch s | events/s | hits/s | events/s vs raw read (threads) |")
