@@ -47,8 +47,9 @@ class XecModelConfig:
     face), adds a geometric encoding of each token's position and normal and a token of the light summed per face,
     and reads each task with a learned query. `anchored` (the default; the seed has no such thing) lets the heads
     correct estimates read off the light instead of predicting from nothing: the energy relative to the photons seen,
-    the first interaction relative to the inner face's light centroid, with one more token holding the 9 × 9 inner
-    sensors around the brightest at full resolution. In a CPU pilot (2400 events, 3 epochs) it took σ68(ΔE/E) from
+    the first interaction relative to the inner face's light centroid, the time relative to the classical
+    propagation-corrected time from that centroid and the direction relative to target → centroid (`anchor_version`
+    2), with one more token holding the 9 × 9 inner sensors around the brightest at full resolution. In a CPU pilot (2400 events, 3 epochs) it took σ68(ΔE/E) from
     22 % to 3.0 % and the 68 % distance from 7.5 to 3.2 cm (`benchmarks/README.md`)."""
     tasks: tuple[str, ...] = ("energy", "uvw")
     tokens: str = "face"               # face | spatial (see the note above)
