@@ -93,14 +93,16 @@ def main():
         return ModelConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, **kw})
     tc = TrainConfig(epochs=a.epochs, lr=a.lr, warmup_steps=100, device=a.device, precision=a.precision, ema_decay=a.ema_decay,
                      echo=False, seed=1)
-    runs, timing = {}, {}
+    runs, timing, reused = {}, {}, []
     heads = [h for h in a.heads.split(",") if h]
     bad = [h for h in heads if h not in ("energy", "position", "time", "angle")]
     if bad or not {"energy", "position"} <= set(heads):
         raise SystemExit(f"--heads: expected energy,position and any of time, angle; found {a.heads!r}")
     def fit(name, task, ds, model, train_cfg=tc):
         runs[name] = a.out / name
-        if a.reuse and (a.out / name / "model.json").is_file(): return
+        if a.reuse and (a.out / name / "model.json").is_file():
+            reused.append(name)
+            return
         s = time.perf_counter()
         train_task(task, ds, a.out / name, model=model, train=train_cfg, batch_size=a.batch_size)
         timing[name] = time.perf_counter() - s
@@ -194,6 +196,7 @@ def main():
             v, e = metric(r, "xec.energy", "energy_sigma68_rel", "ml")
             lines.append(f"- {label}: {fmt(v, e)} ({v / ref:.3f} × no dead channels)")
             summary[f"dead.{label}"] = v
+    if reused: lines += ["", "Runs reused from --out (not trained here): " + ", ".join(reused)]
     lines += ["", "Training time per run (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timing.items()),
               f"Total {time.perf_counter() - t0:.0f} s"]
     text = "\n".join(lines)
