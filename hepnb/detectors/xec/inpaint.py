@@ -193,9 +193,10 @@ def apply_inpainting(ds: Dataset | str | os.PathLike, pred: Dataset | str | os.P
             t = pa.Table.from_batches([b])
             if not t.column("event_id").equals(pa.chunked_array([p.column(0)])):
                 raise HepnbError("event_id order differs from the dataset's", where=pred.path)
+            was = dead(sensor_array(t, "npho"))
             t = t.set_column(t.column_names.index("npho"), "npho", p.column(1))
             if "time" in t.column_names:
-                filled = dead(sensor_array(pa.Table.from_batches([b]), "npho")) & ~dead(sensor_array(t, "npho"))
+                filled = was & ~dead(sensor_array(t, "npho"))
                 t = t.set_column(t.column_names.index("time"), "time",
                                  fixed_list(neighbour_time(sensor_array(t, "time"), filled)))
             w.write(t)

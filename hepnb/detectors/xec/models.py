@@ -49,8 +49,9 @@ class XecModelConfig:
     correct estimates read off the light instead of predicting from nothing: the energy relative to the photons seen,
     the first interaction relative to the inner face's light centroid, the time relative to the classical
     propagation-corrected time from that centroid and the direction relative to target → centroid (`anchor_version`
-    2), with one more token holding the 9 × 9 inner sensors around the brightest at full resolution. In a CPU pilot (2400 events, 3 epochs) it took σ68(ΔE/E) from
-    22 % to 3.0 % and the 68 % distance from 7.5 to 3.2 cm (`benchmarks/README.md`)."""
+    2), with one more token holding the 9 × 9 inner sensors around the brightest at full resolution. In a CPU pilot
+    (2400 events, 3 epochs) it took σ68(ΔE/E) from 22 % to 3.0 % and the 68 % distance from 7.5 to 3.2 cm
+    (`benchmarks/README.md`)."""
     tasks: tuple[str, ...] = ("energy", "uvw")
     tokens: str = "face"               # face | spatial (see the note above)
     width: int = 64                    # token width (the seed: 1024)
@@ -372,7 +373,8 @@ class XecModel(nn.Module):
         if "time" in self.cfg.tasks:
             if self.cfg.anchor_version >= 2: out["time"] = self._propagated_time(x, photons, uv)
             else: out["time"] = self._core_time(x, w, idx, inside)
-        if self.cfg.anchor_version >= 2: out["angle"] = F.normalize(G.uvw_to_xyz(out["uvw"]), dim=-1)   # target at 0
+        if "angle" in self.cfg.tasks and self.cfg.anchor_version >= 2:                    # the target at (0, 0, 0)
+            out["angle"] = F.normalize(G.uvw_to_xyz(out["uvw"]), dim=-1)
         return {t: v for t, v in out.items() if t in self.cfg.tasks}
 
     def _time_ns(self, x: torch.Tensor) -> torch.Tensor:
