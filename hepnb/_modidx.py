@@ -1298,6 +1298,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'hepnb.schema._row_error': ('schema.html#_row_error', 'hepnb/schema.py'),
                               'hepnb.schema.get_schema': ('schema.html#get_schema', 'hepnb/schema.py'),
                               'hepnb.schema.known_schemas': ('schema.html#known_schemas', 'hepnb/schema.py'),
+                              'hepnb.schema.one_array': ('schema.html#one_array', 'hepnb/schema.py'),
                               'hepnb.schema.register_schema': ('schema.html#register_schema', 'hepnb/schema.py'),
                               'hepnb.schema.validate_table': ('schema.html#validate_table', 'hepnb/schema.py')},
             'hepnb.settings': { 'hepnb.settings.ComputeSettings': ('settings.html#computesettings', 'hepnb/settings.py'),

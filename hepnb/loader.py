@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .core import HepnbError, sha256_file
+from .schema import one_array
 from .dataset import MANIFEST, Dataset, RowCursor, open_dataset, write_dataset
 
 # %% auto #0
@@ -232,7 +233,7 @@ def _ids_at(table, key, rows) -> str:
 
 def _list_parts(table: pa.Table, name: str, where: str, key: str) -> tuple[np.ndarray, pa.Array]:
     "(offsets from 0 as int64, flat values) of a list column; a null list is an error."
-    arr = table.column(name).combine_chunks()
+    arr = one_array(table.column(name))
     if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
         raise HepnbError(f"expected a list column, found {arr.type}", where=_cell(where, name))
     if arr.null_count:
@@ -257,7 +258,7 @@ def _np_values(vals: pa.Array, name: str, where: str) -> np.ndarray:
 def _event_values(table: pa.Table, name: str, where: str, float_dtype) -> tuple[np.ndarray, np.ndarray]:
     """(values, validity) of a per-event column: a scalar (values `[n]`) or a fixed-size list of numbers such as a
     3-vector (values `[n, k]`); nulls are NaN / -1 / False and False in validity."""
-    arr = table.column(name).combine_chunks()
+    arr = one_array(table.column(name))
     t = arr.type
     if pa.types.is_fixed_size_list(t):
         k, inner = t.list_size, t.value_type
@@ -370,7 +371,7 @@ def _dense(table: pa.Table, cols: list[str], where: str, key: str, dt) -> np.nda
     "Columns of one fixed-size level as `[n, S, C]` in `dt`: fixed-size lists, or lists of one length in every event."
     out = None
     for j, c in enumerate(cols):
-        col = table.column(c).combine_chunks()
+        col = one_array(table.column(c))
         if col.null_count:
             rows = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
             raise HepnbError(f"{col.null_count} null list(s) in a dense column{_ids_at(table, key, rows)}",
@@ -401,7 +402,7 @@ def _columns(table: pa.Table | pa.RecordBatch, cfg: LoaderConfig, where: str, co
     entry; else a view block for `_pool`, which copies each value once, straight from Arrow into the pool."""
     if isinstance(table, pa.RecordBatch): table = pa.Table.from_batches([table])
     key, fdt = cfg.key, _float_dtype(cfg)
-    ids = table.column(key).combine_chunks()
+    ids = one_array(table.column(key))
     if ids.null_count: raise HepnbError("null event key", where=_cell(where, key))
     b = _Block(table.num_rows, np.array(ids.to_numpy(zero_copy_only=False), dtype=np.int64))
     def own(v):

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from .core import HepnbError
 
 # %% auto #0
-__all__ = ['Level', 'Column', 'Schema', 'register_schema', 'get_schema', 'known_schemas', 'validate_table']
+__all__ = ['Level', 'Column', 'Schema', 'register_schema', 'get_schema', 'known_schemas', 'one_array', 'validate_table']
 
 # %% ../nbs/02_schema.ipynb #91521e18
 @dataclass(frozen=True)
@@ -132,8 +132,13 @@ def _load_detectors():
     detectors()
 
 # %% ../nbs/02_schema.ipynb #ec050f90
+def one_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    "A column as one Arrow array: its only chunk as it is (`combine_chunks` copies even a single chunk), else joined."
+    if isinstance(col, pa.Array): return col
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
 def _leaf(arr: pa.ChunkedArray | pa.Array, depth: int):
-    a = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    a = one_array(arr)
     for _ in range(depth):
         a = pc.list_flatten(a)
     return a
@@ -165,7 +170,7 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table", partia
             if not _int_flags(table, col, want, depth, schema.key, f"{where} [column {c.name}]"):
                 raise HepnbError(f"expected type {want}, found {col.type}", where=f"{where} [column {c.name}]")
         if not c.nullable:   # nulls are refused at every depth: the event, its lists, their entries
-            a = col.combine_chunks()
+            a = one_array(col)
             for level in range(depth + 1):
                 if a.null_count:
                     what = ("value(s)", "list entry(ies)", "inner list entry(ies)")[level]
@@ -203,7 +208,7 @@ def _int_flags(table, col, want: pa.DataType, depth: int, key: str, where: str) 
 
 def _lengths(table: pa.Table, name: str) -> np.ndarray:
     "Per-event list lengths of column `name` (a null list counts as empty)."
-    col = table.column(name).combine_chunks()
+    col = one_array(table.column(name))
     return pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 def _row_error(table, schema, n, m, what: str, where: str):
@@ -244,7 +249,7 @@ def _check_lengths(table, schema, where):
 def _check_index(table, c: Column, target: tuple[str, np.ndarray], where: str):
     "Every value of index column `c` lies in 0 <= value < the event's number of entries of its target level."
     first, n = target
-    col = table.column(c.name).combine_chunks()
+    col = one_array(table.column(c.name))
     a, parents = col, None
     for _ in range(len(c.nesting)):
         idx = pc.list_parent_indices(a).to_numpy(zero_copy_only=False)
