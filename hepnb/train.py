@@ -20,10 +20,10 @@ from .settings import load_settings
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'CKPT_VERSION', 'RUN_RECORD', 'TrainConfig', 'lr_factor', 'to_device', 'batch_events', 'epoch_data',
-           'model_signature', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'rng_state', 'set_rng_state',
-           'MetricsLog', 'resolve_device', 'autocast_dtype', 'find_checkpoint', 'rename_keys', 'init_weights',
-           'freeze_params', 'unfreeze_last', 'frozen_modules', 'decays', 'param_groups', 'Gather', 'Trainer', 'fit_run',
-           'export_onnx', 'onnx_parity']
+           'augmented', 'model_signature', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'rng_state',
+           'set_rng_state', 'MetricsLog', 'resolve_device', 'autocast_dtype', 'find_checkpoint', 'rename_keys',
+           'init_weights', 'freeze_params', 'unfreeze_last', 'frozen_modules', 'decays', 'param_groups', 'Gather',
+           'Trainer', 'fit_run', 'export_onnx', 'onnx_parity']
 
 # %% ../nbs/31_train.ipynb #2086ffd0
 _DEVICES = ("auto", "cpu", "mps", "cuda")
@@ -198,6 +198,23 @@ def epoch_data(loader) -> Callable[[int], Iterable]:
             if callable(getattr(obj, "set_epoch", None)): obj.set_epoch(epoch)
         return loader
     return data
+
+class _Augmented:
+    "One epoch of training batches through `augment`, with the length of the batches it wraps (when they have one)."
+    def __init__(self, batches: Iterable, augment: Callable, seed: int, epoch: int):
+        self.batches, self.augment, self.seed, self.epoch = batches, augment, seed, epoch
+
+    def __len__(self) -> int: return len(self.batches)
+
+    def __iter__(self):
+        for i, batch in enumerate(self.batches):
+            state = np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1, np.uint64)[0]
+            yield self.augment(batch, torch.Generator().manual_seed(int(state >> np.uint64(1))))
+
+def augmented(train_data: Callable[[int], Iterable], augment: Callable, seed: int = 0) -> Callable[[int], Iterable]:
+    """`train_data` with every batch passed through `augment(batch, generator)`. The generator is seeded by (seed,
+    epoch, batch index): the same seed draws the same augmentations, and a resumed run the ones it would have drawn."""
+    return lambda epoch: _Augmented(train_data(epoch), augment, seed, epoch)
 
 # %% ../nbs/31_train.ipynb #641efbb3
 CKPT_FORMAT, CKPT_VERSION = "hepnb.checkpoint", 1
@@ -983,8 +1000,9 @@ RUN_RECORD = "model.json"
 
 def fit_run(run_dir: str | os.PathLike, build: Callable[[], nn.Module], loss_fn: Callable, train_loader,
             val_loader, config: TrainConfig, *, record: dict, dataset=None, resume: bool = False,
-            mlflow_uri: str | None = None, val_metrics: Any = None) -> dict:
-    "Train the model `build()` makes into `run_dir` as every detector does (see above); return the final metrics."
+            mlflow_uri: str | None = None, val_metrics: Any = None, augment: Callable | None = None) -> dict:
+    """Train the model `build()` makes into `run_dir` as every detector does (see above); return the final metrics.
+    `augment(batch, generator) -> batch`, if given, transforms the training batches (never the validation ones)."""
     import json
     from dataclasses import replace
     from hepnb.core import atomic_write_text, output_lock
@@ -998,7 +1016,9 @@ def fit_run(run_dir: str | os.PathLike, build: Callable[[], nn.Module], loss_fn:
             config = replace(config, max_steps=max(1, per_epoch * config.epochs))
         torch.manual_seed(config.seed)
         model = build()
-        trainer = Trainer(model, loss_fn, epoch_data(train_loader),
+        train_data = epoch_data(train_loader)
+        if augment is not None: train_data = augmented(train_data, augment, config.seed)
+        trainer = Trainer(model, loss_fn, train_data,
                           epoch_data(val_loader) if val_loader is not None else None, config, run_dir,
                           resume=resume, mlflow_uri=mlflow_uri, val_metrics=val_metrics)
         info = {**record, "train": config.to_dict()}

@@ -83,6 +83,28 @@ def test_progress_lines_every_log_every_steps(tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_fit_run_augments_training_batches_only(tmp_path):
+    "`augment` sees every training batch with a generator drawn from (seed, epoch, batch): validation never, a rerun alike."
+    from hepnb.train import fit_run
+    x, y = toy(64)
+    def flip(batch, g):
+        xb, yb = batch
+        return xb * (1 - 2 * torch.randint(0, 2, (len(xb), 1), generator=g)), yb
+    def run(name):
+        seen = {True: [], False: []}
+        def loss(model, batch):
+            seen[model.training].append(batch[0].clone())
+            return mse(model, batch)
+        loader = DataLoader(TensorDataset(x, y), batch_size=16)
+        fit_run(tmp_path / name, mlp, loss, loader, loader, cfg(epochs=2, seed=3), record={}, augment=flip)
+        return seen
+    a, b = run("a"), run("b")
+    assert len(a[True]) == 8 and all(torch.equal(u, v) for u, v in zip(a[True], b[True]))
+    rows = torch.cat(a[True])
+    assert torch.equal(rows.abs(), x.abs().repeat(2, 1)) and 0.3 < (rows != x.repeat(2, 1)).all(1).float().mean() < 0.7
+    assert all(torch.equal(v, x[16 * (i % 4):16 * (i % 4 + 1)]) for i, v in enumerate(a[False]))
+
+
 def test_warmup_cosine_values(tmp_path):
     # warm-up 4, horizon 12: (s+1)/4, then ½(1 + cos(π (s-4)/8)), computed by hand
     want = {0: 0.25, 1: 0.5, 2: 0.75, 3: 1.0, 4: 1.0, 6: 0.8535533905932737, 8: 0.5, 10: 0.14644660940672624,

@@ -35,7 +35,7 @@ __all__ = ['R_IN', 'R_EFF', 'R_OUT', 'MPPC_CHIP', 'MPPC_GAP', 'PMT_RADIUS', 'N_S
            'INNER_COLS', 'HEX_ROWS', 'HEX_PHI', 'HEX_R0', 'HEX_DR', 'HEX_DZ', 'FIRST_ID', 'INNER_PHI0', 'INNER_DPHI',
            'INNER_Z0', 'INNER_DZ', 'OUTER_PHI0', 'OUTER_DPHI', 'OUTER_Z0', 'OUTER_DZ', 'SIDE_R0', 'SIDE_DR', 'SIDE_Z0',
            'SIDE_DZ', 'PATCH_PHI', 'PATCH_Z', 'PATCH_COARSE', 'sensors', 'sensor_table', 'xyz_to_uvw', 'uvw_to_xyz',
-           'grids', 'grid_neighbours', 'hex_edges', 'within', 'rectangle_solid_angle', 'disc_solid_angle',
+           'grids', 'grid_neighbours', 'hex_edges', 'within', 'mirror', 'rectangle_solid_angle', 'disc_solid_angle',
            'solid_angles', 'active_area', 'fresnel_transmittance']
 
 # %% ../../../nbs/xec/10_geometry.ipynb #0d4fc3dc
@@ -201,6 +201,22 @@ def within(point, radius: float, face: str | None = None) -> np.ndarray:
     if face is not None: ok &= g["face"] == FACES.index(face)
     ids = np.flatnonzero(ok)
     return ids[np.argsort(d[ids], kind="stable")]
+
+@functools.lru_cache(maxsize=2)
+def mirror(axis: str) -> np.ndarray:
+    """The id of each sensor's mirror image under z → -z (`axis` 'z': u → -u, upstream ↔ downstream) or y → -y ('y':
+    v → -v, top ↔ bottom), the calorimeter's two symmetries about the target (read-only, an involution). Mirrored
+    positions match to 0.2 mm (offsets of the MPPC grid), a small fraction of a pitch."""
+    if axis not in ("y", "z"): raise HepnbError(f"expected 'y' or 'z', found {axis!r}", where="mirror")
+    from scipy.spatial import cKDTree
+    pos = _layout()["pos"]
+    flip = np.where(np.arange(3) == "xyz".index(axis), -1.0, 1.0)
+    d, ids = cKDTree(pos).query(pos * flip)
+    if d.max() > 0.05 or len(np.unique(ids)) != N_SENSORS:
+        raise HepnbError(f"the sensors are not symmetric under {axis} → -{axis}: a mirrored sensor lies "
+                         f"{d.max():.3f} cm from the nearest one", where="mirror")
+    ids.setflags(write=False)
+    return ids
 
 # %% ../../../nbs/xec/10_geometry.ipynb #01b74c77
 def rectangle_solid_angle(h, x1, x2, y1, y2):

@@ -20,10 +20,12 @@ from .models import (MaskedSensorModel, Normalisation, XecModel, XecModelConfig,
                                         masked_sensor_loss, npho_from_prime, sensor_inputs)
 from .stages import ANGLE, ENERGY, POSITION, TIME
 from .schema import INVALID, fixed_list
+from . import geometry as G
 
 # %% auto #0
-__all__ = ['HEADS', 'TARGET', 'STAGE_OF_TASK', 'ModelConfig', 'loader_config', 'target_stats', 'regression_loss', 'resolutions',
-           'cluster_mask', 'masked_loss', 'train_task', 'load_model', 'MLStage', 'RegressionStage', 'export_model_onnx']
+__all__ = ['HEADS', 'TARGET', 'STAGE_OF_TASK', 'MIRROR_SIGN', 'ModelConfig', 'loader_config', 'target_stats', 'mirror_events',
+           'regression_loss', 'resolutions', 'cluster_mask', 'masked_loss', 'train_task', 'load_model', 'MLStage',
+           'RegressionStage', 'export_model_onnx']
 
 # %% ../../../nbs/xec/42_training.ipynb #6a330539
 HEADS = {"energy": ("energy",), "position": ("uvw",), "time": ("time",), "angle": ("angle",),
@@ -37,6 +39,7 @@ class ModelConfig(XecModelConfig):
     "The model options of `hepnb train xec TASK` (see `XecModelConfig`), and how sensors are hidden for mae/inpaint."
     task: str = "energy"               # energy | position | time | angle | regress | mae | inpaint
     mask_ratio: float = 0.6            # mae: fraction of each event's valid sensors hidden; inpaint: 0.05 is typical
+    mirror: bool = False               # training events mirrored at random in z and y (`mirror_events`)
 
     def model(self) -> XecModelConfig:
         "The network's configuration: the heads the task needs."
@@ -79,6 +82,29 @@ def target_stats(ds: Dataset, mc: ModelConfig, seed: int = 0, net: XecModel | No
 def _inputs(model, batch, keep=None):
     npho, time = batch.dense[..., 0], batch.dense[..., 1]
     return sensor_inputs(npho, time, model.cfg.norm, keep)
+
+MIRROR_SIGN = {"uvwTruth": {"z": (-1.0, 1.0, 1.0), "y": (1.0, -1.0, 1.0)},
+               "xyzTruth": {"z": (1.0, 1.0, -1.0), "y": (1.0, -1.0, 1.0)},
+               "emiVec": {"z": (1.0, 1.0, -1.0), "y": (1.0, -1.0, 1.0)}}
+"How a vector truth changes under each mirror symmetry; energy and time do not."
+
+def mirror_events(batch, generator: torch.Generator | None = None):
+    """A training batch with each event mirrored at random, in z and in y independently (probability 1/2 each): the
+    sensors permuted by `geometry.mirror`, the vector truths flipped with them (`MIRROR_SIGN`). A mirrored event is
+    one the calorimeter could have seen, so this multiplies the training set by four at no cost."""
+    n, dense = len(batch), batch.dense
+    flips = torch.rand(n, 2, generator=generator) < 0.5
+    idx = torch.arange(dense.shape[1]).expand(n, -1)
+    events = dict(batch.events)
+    for k, axis in enumerate("zy"):
+        f = flips[:, k:k + 1]
+        idx = torch.where(f, idx[:, torch.from_numpy(np.array(G.mirror(axis)))], idx)
+        for name, signs in MIRROR_SIGN.items():
+            if name in events:
+                sign = torch.tensor(signs[axis], dtype=events[name].dtype)
+                events[name] = torch.where(f, events[name] * sign, events[name])
+    return dataclasses.replace(batch, dense=dense.gather(1, idx[..., None].expand(-1, -1, dense.shape[-1])),
+                               events=events)
 
 def regression_loss(model: XecModel, batch):
     "(loss, per-head losses, (predictions..., truths...)) for the engine; predictions in physical units."
@@ -178,6 +204,7 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
     tc = train or TrainConfig()
     if tc.init_from: tc = _mae_source_maps(tc, mc)
     masked = mc.task in ("mae", "inpaint")
+    augment = mirror_events if mc.mirror else None
     opts = dict(batch_size=batch_size, num_workers=num_workers, seed=tc.seed)
     tl = make_loader(ds, loader_config(mc, split="train", shuffle=True, targets=not masked, **opts))
     vl = make_loader(ds, loader_config(mc, split="val", targets=not masked, **opts))
@@ -186,7 +213,7 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
         inpaint = mc.task == "inpaint"        # clustered masks like dead groups; a relative error above ~100 photons
         loss_fn = masked_loss(mc.mask_ratio, clustered=inpaint, relative_to=100.0 if inpaint else None)
         return fit_run(run_dir, lambda: MaskedSensorModel(mc.model(), local=inpaint), loss_fn, tl, vl, tc, record=record, dataset=ds,
-                       resume=resume, mlflow_uri=mlflow_uri)
+                       resume=resume, mlflow_uri=mlflow_uri, augment=augment)
     stats = target_stats(ds, mc, tc.seed, XecModel(mc.model()))
     def build():
         net = XecModel(mc.model())
@@ -194,7 +221,7 @@ def train_task(task: str, dataset: Dataset | str | os.PathLike, run_dir: str | o
         return net
     heads = mc.model().tasks
     return fit_run(run_dir, build, regression_loss, tl, vl, tc, record=record, dataset=ds, resume=resume,
-                   mlflow_uri=mlflow_uri, val_metrics=lambda *parts: resolutions(heads, *parts))
+                   mlflow_uri=mlflow_uri, val_metrics=lambda *parts: resolutions(heads, *parts), augment=augment)
 
 def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu"):
     "The trained model of a run folder (EMA weights when kept), in eval mode, and its `ModelConfig`."
