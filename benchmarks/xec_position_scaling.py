@@ -1,0 +1,132 @@
+"""XEC position: the ML regressor's uvw_dist_68pct against the classical local fit as the training set grows.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/xec_position_scaling.py --sizes 4000,8000,16000,32000 --out /tmp/xecq --reuse
+
+Uses the datasets of `benchmarks/xec_quality.py` in --out (its held-out 52.8 MeV test set and calibration set; they are
+simulated here when missing, with the same seeds), simulates a training set of the largest size with the same seed as
+that script's (so the first 16 000 events are the same events), and trains the position regressor (CPU size, the same
+training settings as `xec_quality.py`, the same number of epochs for every size) on its first N events for each N.
+Prints a Markdown table: N, ML and classical uvw_dist_68pct with bootstrap errors, their ratio, and the ML
+prediction averaged over each event's four mirror images (z → -z, y → -y: the calorimeter's symmetries). `--mirror` trains
+on events mirrored at random in z and y (`ModelConfig.mirror`). `--reuse` keeps runs already trained
+(`position-n{N}[-e{epochs}][-mirror]`).
+"""
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from hepnb.dataset import open_dataset, write_dataset
+from hepnb.detectors.xec import stages as S
+from hepnb.detectors.xec.evaluate import evaluate
+from hepnb.detectors.xec.models import XecModelConfig
+from hepnb.detectors.xec.sim import PRESETS, SimConfig, simulate_dataset
+from hepnb.detectors.xec.training import MLStage, ModelConfig, train_task
+from hepnb.stage import run_stage
+from hepnb.train import TrainConfig
+
+
+def mirror_averaged(run, test) -> tuple[float, float]:
+    """68 % quantile of the 3-D distance (cm) of the run's predictions on the held-out events, and of the mean of its
+    predictions on each event and its three mirror images (z, y, both; `geometry.mirror`), each flipped back
+    (`MIRROR_SIGN`)."""
+    import numpy as np
+    import torch
+    from hepnb.detectors.xec import geometry as G
+    from hepnb.detectors.xec.training import MIRROR_SIGN, _inputs, load_model, loader_config
+    from hepnb.loader import collate
+    model, mc = load_model(run)
+    flips = [(), ("z",), ("y",), ("z", "y")]
+    t, plain, preds, truth = test.read(), [], [], []
+    with torch.no_grad():
+        for s in range(0, t.num_rows, 256):
+            b = collate(t.slice(s, 256), loader_config(mc))
+            truth.append(b.events["uvwTruth"])
+            mean = 0
+            for axes in flips:
+                dense, sign = b.dense, torch.ones(3)
+                for axis in axes:
+                    dense = dense[:, torch.from_numpy(np.array(G.mirror(axis)))]
+                    sign = sign * torch.tensor(MIRROR_SIGN["uvwTruth"][axis])
+                x = _inputs(model, dataclasses.replace(b, dense=dense))
+                p = model.physical(model(x), x)["uvw"] * sign
+                if not axes: plain.append(p)
+                mean = mean + p / len(flips)
+            preds.append(mean)
+    y = torch.cat(truth)
+    return tuple(float(torch.quantile(torch.linalg.vector_norm(torch.cat(p) - y, dim=1), 0.68)) for p in (plain, preds))
+
+
+def metric(rows, impl):
+    r = next(r for r in rows if r["stage"] == "xec.position" and r["metric"] == "uvw_dist_68pct"
+             and r["implementation"] == impl)
+    return r["value"], r["error"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="4000,8000,16000,32000", help="comma-separated training-set sizes")
+    ap.add_argument("--calib", type=int, default=3_000)
+    ap.add_argument("--test", type=int, default=4_000)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema-decay", type=float, default=0.99)
+    ap.add_argument("--mirror", action="store_true",
+                    help="train on events mirrored at random in z and y (ModelConfig.mirror; runs position-n{N}-mirror)")
+    ap.add_argument("--reuse", action="store_true", help="keep datasets and runs already in --out")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/xec"))
+    a = ap.parse_args()
+    sizes = sorted(int(s) for s in a.sizes.split(","))
+    a.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    uniform = SimConfig(**PRESETS["uniform15to60"])
+
+    def sim(name, n, **kw):
+        path = a.out / name
+        if (path / "manifest.json").is_file():
+            ds = open_dataset(path)
+            if ds.num_rows == n: return ds
+        return simulate_dataset(path, n, overwrite=True, **kw)
+    big = sim(f"train-{sizes[-1]}", sizes[-1], seed=11, config=uniform)
+    calib = sim("calib", a.calib, seed=12, config=dataclasses.replace(uniform, first_run=5001))
+    test = sim("test", a.test, seed=13, config=SimConfig(first_run=9001))
+    table = big.read()
+
+    cal = S.calibrate(calib.read())
+    cal.save(a.out / "calibration.json")
+    pos = run_stage(S.LocalFit(calibration=str(a.out / "calibration.json")), test, a.out / "p-position-classical",
+                    overwrite=True)
+    c, ce = metric(evaluate(test, {("xec.position", "classical"): pos})[0], "classical")
+
+    base = XecModelConfig()
+    model = ModelConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "task": "position",
+                           "mirror": a.mirror})
+    tc = TrainConfig(epochs=a.epochs, lr=a.lr, warmup_steps=100, ema_decay=a.ema_decay, echo=False, seed=1)
+    rows = []
+    for n in sizes:
+        tag = f"n{n}" + (f"-e{a.epochs}" if a.epochs != 8 else "") + ("-mirror" if a.mirror else "")
+        run = a.out / f"position-{tag}"
+        s = time.perf_counter()
+        if not (a.reuse and (run / "model.json").is_file()):
+            ds = write_dataset(a.out / f"train-n{n}", table.slice(0, n), schema=big.schema, overwrite=True)
+            train_task("position", ds, run, model=model, train=tc, batch_size=a.batch_size)
+        p = run_stage(MLStage(run), test, a.out / f"p-position-{tag}", overwrite=True)
+        v, e = metric(evaluate(test, {("xec.position", "ml"): p})[0], "ml")
+        q, m = mirror_averaged(run, test)
+        rows.append((n, v, e, q, m, time.perf_counter() - s))
+        print(f"N={n}: {v:.3f} ± {e:.3f} cm vs classical {c:.3f} ({v / c:.3f}), mirror-averaged {m:.3f} vs {q:.3f}, "
+              f"{time.perf_counter() - s:.0f} s", flush=True)
+
+    print(f"\nXEC position vs training-set size{' (mirrored events)' if a.mirror else ''}: {a.epochs} epochs each, "
+          f"batch {a.batch_size}, CPU model; "
+          f"{a.test} held-out 52.8 MeV events; classical local fit {c:.3f} ± {ce:.3f} cm\n")
+    print("| training events | ML uvw_dist_68pct (cm) | ML / classical | plain / mirror-averaged, 68 % of |Δ| (cm) | time (s) |")
+    print("|---|---|---|---|---|")
+    for n, v, e, q, m, t in rows:
+        print(f"| {n} | {v:.3f} ± {e:.3f} | {v / c:.3f} | {q:.3f} / {m:.3f} | {t:.0f} |")
+    print(f"\nTotal {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
