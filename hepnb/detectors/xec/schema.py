@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from ...schema import Column, Level, Schema, register_schema
+from ...schema import Column, Level, Schema, one_array, register_schema
 from .geometry import N_SENSORS
 
 f32, i16, i32, i64 = pa.float32(), pa.int16(), pa.int32(), pa.int64()
@@ -21,7 +21,7 @@ __all__ = ['f32', 'i16', 'i32', 'i64', 'INVALID', 'LEVELS', 'EVENTS', 'sensor_ar
 # %% ../../../nbs/xec/11_schema.ipynb #f42ed9b2
 def sensor_array(t: pa.Table, name: str) -> np.ndarray:
     "A fixed-size list column (4760 sensors, a 3-vector, ...) as an (events, size) float64 array."
-    a = t.column(name).combine_chunks()
+    a = one_array(t.column(name))
     return a.flatten().to_numpy(zero_copy_only=False).reshape(len(a), -1).astype(np.float64)
 
 def fixed_list(a: np.ndarray) -> pa.Array:
