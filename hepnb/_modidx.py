@@ -1089,6 +1089,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'hepnb.loader._event_values': ('loader.html#_event_values', 'hepnb/loader.py'),
                               'hepnb.loader._float_dtype': ('loader.html#_float_dtype', 'hepnb/loader.py'),
                               'hepnb.loader._ids_at': ('loader.html#_ids_at', 'hepnb/loader.py'),
+                              'hepnb.loader._in_place': ('loader.html#_in_place', 'hepnb/loader.py'),
                               'hepnb.loader._index': ('loader.html#_index', 'hepnb/loader.py'),
                               'hepnb.loader._int64': ('loader.html#_int64', 'hepnb/loader.py'),
                               'hepnb.loader._is_list': ('loader.html#_is_list', 'hepnb/loader.py'),

@@ -446,10 +446,15 @@ def _check_edges(table, b: _Block, pair: tuple[str, str], where: str, key: str) 
             raise HepnbError(f"edge end {int(v[bad[0]])} points outside its event's {hits[bad[0]]} hits"
                              f"{_ids_at(table, key, event[bad[:1]])}", where=_cell(where, c))
 
+def _in_place(src, dst) -> bool:
+    "Does `src`, an array, start where `dst` starts (a pool's own rows, in its own buffer)?"
+    return isinstance(src, np.ndarray) and src.dtype == dst.dtype and src.ctypes.data == dst.ctypes.data
+
 def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scratch: _Scratch | None = None) -> _Block:
     """One working block from `(block, rows)` pieces of working blocks, in order (`rows` int64, or None for all
     rows of a block); its big arrays live in `scratch` (reused), each per-hit / per-group array ends with a padding
-    entry."""
+    entry. A first piece that is a whole pool in these same buffers stays where it is (nothing is copied: the pieces
+    after it are appended); rows of a pool taken into its own buffers are moved by NumPy through a temporary."""
     fdt, scratch = np.dtype(_float_dtype(cfg)), _Scratch() if scratch is None else scratch
     out = _Block(sum(b.n if r is None else len(r) for b, r in pieces),
                  np.concatenate([b.ids if r is None else b.ids.take(r) for b, r in pieces]))
@@ -474,7 +479,8 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
         pos = 0
         for s, src in zip(sel, arrays):
             m = (s.stop - s.start) if isinstance(s, slice) else len(s)
-            if isinstance(src, list):                 # the columns of a view block: one strided write each
+            if pos == 0 and isinstance(s, slice) and _in_place(src, dst): pass   # appended to: rows already there
+            elif isinstance(src, list):               # the columns of a view block: one strided write each
                 for j, col in enumerate(src):
                     dst[pos:pos + m, j] = col
             elif isinstance(s, slice): dst[pos:pos + m] = src[s]
@@ -508,7 +514,8 @@ def _pool(pieces: list[tuple[_Block, np.ndarray | None]], cfg: LoaderConfig, scr
         pos = 0
         for b, r in pieces:
             m = b.n if r is None else len(r)
-            if r is None: out.dx[pos:pos + m] = b.dx
+            if pos == 0 and r is None and _in_place(b.dx, out.dx): pass
+            elif r is None: out.dx[pos:pos + m] = b.dx
             else: np.take(b.dx, r, axis=0, out=out.dx[pos:pos + m])
             pos += m
     for c in b0.ev:
@@ -730,32 +737,39 @@ def _prefetch(it: Iterator, depth: int = 1) -> Iterator:
         th.join()
 
 def _batches(blocks: Iterator[_Block], cfg: LoaderConfig, rng: np.random.Generator | None,
-             scratch: tuple[_Scratch, _Scratch] | None = None) -> Iterator[Batch]:
+             scratch: _Scratch | None = None) -> Iterator[Batch]:
     """Batches of `cfg.batch_size` events from a stream of blocks, mixed through a buffer of `cfg.shuffle_buffer`
-    events when `rng` is given."""
+    events when `rng` is given.
+
+    The pool (rows owed to the next batch, the shuffle buffer, the new chunk) lives in one set of scratch buffers with
+    room for twice the events it holds: a new chunk is appended after the stored rows, the rows already handed out
+    stay where they are, and only when the room is used up are the kept rows moved to the front (in storage order, a
+    sequential read). Each event is copied about 1.3 times instead of 2.2 (a 10 000-event buffer, 8192-event chunks)."""
     size, bs = cfg.shuffle_buffer, cfg.batch_size
-    # the pool; its stored rows to keep, in pool order (owed first); how many are owed
+    room = 2 * ((size if rng is not None else 0) + bs + cfg.read_rows)   # stored events before the kept rows move
+    scratch = _Scratch() if scratch is None else scratch
+    scratch.events = room
+    # the pool; its stored rows to keep, in pool order (owed first); how many are owed;
+    # `at` maps a position in the pool order (owed, buffer, chunk) to the row where it is stored
     pool, keep, owed = None, None, 0
-    scratch = scratch or (_Scratch(), _Scratch())     # the next pool is filled while the last one is read: two sets
-    for sc in scratch:
-        sc.events = (size if rng is not None else 0) + bs + cfg.read_rows  # owed + buffer + chunk
     for blk in blocks:
         if not blk.n: continue
-        scratch = scratch[::-1]
-        if pool is None: pool, at = _pool([(blk, None)], cfg, scratch[0]), np.arange(blk.n)
+        if pool is None: pool, at = _pool([(blk, None)], cfg, scratch), np.arange(blk.n)
+        elif pool.n + blk.n <= room:
+            at = np.concatenate([keep, pool.n + np.arange(blk.n)])
+            pool = _pool([(pool, None), (blk, None)], cfg, scratch)
         else:
-            # kept rows are copied in storage order (a sequential read, ~1.5-3x faster than in pool order);
-            # `at` maps a position in the pool order (owed, buffer, chunk) to the row where it is stored
-            order = np.argsort(keep)
+            order = np.argsort(keep)                  # kept rows move in storage order (~1.5-3x faster than pool order)
             at = np.arange(len(keep) + blk.n)
             at[order] = np.arange(len(keep))
-            pool = _pool([(pool, keep[order]), (blk, None)], cfg, scratch[0])
-        m = pool.n - owed                             # the shuffle pool: buffer + chunk
-        if rng is None: seq, stay = np.arange(pool.n), np.zeros(0, np.int64)
+            pool = _pool([(pool, keep[order]), (blk, None)], cfg, scratch)
+        live = len(at)
+        m = live - owed                               # the shuffle pool: buffer + chunk
+        if rng is None: seq, stay = np.arange(live), np.zeros(0, np.int64)
         elif m > size:
             perm = rng.permutation(m) + owed
             seq, stay = np.concatenate([np.arange(owed), perm[: m - size]]), perm[m - size:]
-        else: seq, stay = np.arange(owed), np.arange(owed, pool.n)
+        else: seq, stay = np.arange(owed), np.arange(owed, live)
         seq, stay = at[seq], at[stay]                 # pool order -> stored rows
         full = len(seq) - len(seq) % bs
         for i in range(0, full, bs):
@@ -886,7 +900,7 @@ class EventStream(IterableDataset):
         blocks = (_columns(t, cfg, where, copy=False) for t in tables)
         if wi is None and _PREFETCH: blocks = _prefetch(blocks, _PREFETCH)   # reading overlaps the work below
         rng = np.random.default_rng([cfg.seed, epoch, cfg.rank, worker, 1]) if cfg.shuffle else None
-        scratch = self._scratch.pop() if self._scratch else (_Scratch(), _Scratch())   # one set per live iterator
+        scratch = self._scratch.pop() if self._scratch else _Scratch()   # one set per live iterator
         try:
             for b in _batches(blocks, cfg, rng, scratch):
                 yield b if wi is None else _Shipment(b)  # in a worker: one shared buffer per batch

@@ -106,6 +106,32 @@ def test_max_hits_truncates_first_hits(ds, ref):
             assert got.tolist() == pytest.approx(first)
 
 
+@pytest.mark.parametrize("layout", L.LAYOUTS)
+@pytest.mark.parametrize("shuffle, buffer, read_rows", [(True, 400, 100), (True, 1000, 250), (False, 0, 100)])
+def test_pool_appends_and_compacts_without_mixing_events(ds, ref, layout, shuffle, buffer, read_rows):
+    """The pool appends chunks in place and moves the kept rows when its room is used up (several times here, with
+    chunks of 100-250 events): every event of every batch carries its own hits, targets and groups."""
+    cfg = replace(CFG, shuffle=shuffle, shuffle_buffer=buffer, read_rows=read_rows, layout=layout, batch_size=64)
+    pos, seen = by_id(ref), []
+    for b in EventStream(ds, cfg):
+        rows = [pos[e] for e in b.event_id.tolist()]
+        seen += b.event_id.tolist()
+        hits = [v for i in rows for v in ref["hits_e"][i]]
+        labels = [v for i in rows for v in ref["hits_label"][i]]
+        groups = [v for i in rows for v in ref["group_e"][i]]
+        if layout == "padded":
+            assert b.x[..., 2][b.mask].tolist() == pytest.approx(hits)
+            assert b.hit_targets["hits_label"][b.mask].tolist() == labels
+            assert (b.x[~b.mask] == 0).all() and (b.hit_targets["hits_label"][~b.mask] == -100).all()
+            assert b.groups["group_e"][b.group_mask].tolist() == pytest.approx(groups)
+        else:
+            assert b.x[:, 2].tolist() == pytest.approx(hits) and b.hit_targets["hits_label"].tolist() == labels
+            assert b.groups["group_e"].tolist() == pytest.approx(groups)
+        for row, i in enumerate(rows): check_event_values(b, ref, row, i)
+    assert sorted(seen) == sorted(ref["event_id"])
+    assert (seen != ref["event_id"]) == shuffle
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_each_event_once_per_epoch_shuffled(ds, ref, workers):
     cfg = replace(CFG, shuffle=True, shuffle_buffer=400, num_workers=workers, layout="packed", batch_size=64)
