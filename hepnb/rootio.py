@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from .core import HepnbError, atomic_output, progress, sha256_file
-from .schema import Schema, get_schema, known_schemas, validate_table, _kind
+from .schema import Schema, get_schema, known_schemas, one_array, validate_table, _kind
 from .dataset import Dataset, DatasetWriter, open_dataset, validate_dataset
 
 # %% auto #0
@@ -312,7 +312,7 @@ def _to_arrow(arr, where: str) -> pa.Array:
         a = ak.to_arrow(arr, extensionarray=False, list_to32=True, string_to32=True, bytestring_to32=True)
     except Exception as e:
         raise HepnbError(f"cannot convert uproot's arrays to Arrow: {_brief(e)}", where=where) from None
-    if isinstance(a, pa.ChunkedArray): a = a.combine_chunks()
+    a = one_array(a)
     if (at := _unexpected_nulls(a, arr.type.content)) is not None:
         raise HepnbError(f"expected values at {at} (uproot reads no missing values there), found nulls after "
                          "conversion to Arrow", where=where)
@@ -872,7 +872,7 @@ def convert_to_root(dataset: Dataset | str | os.PathLike, out_root: str | os.Pat
             for chunk in _chunks_of(ds.iter_batches(batch_size=batch_size), chunk_bytes):
                 data = {}
                 for lay in lays:
-                    data.update(_encode(chunk.column(lay["name"]).combine_chunks(), lay))
+                    data.update(_encode(one_array(chunk.column(lay["name"])), lay))
                 t.extend(data)
             f[ROOT_MANIFEST] = json.dumps(meta, default=str)
         with open(tmp, "rb+") as fh: os.fsync(fh.fileno())

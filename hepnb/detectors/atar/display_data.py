@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from ...core import HepnbError, sha256_file
+from ...schema import one_array
 from ...dataset import MANIFEST, Dataset, open_dataset
 from ...display import KeyIndex, select_rows
 from .physics import AtarGeometry
@@ -33,10 +34,10 @@ GROUP_ENDS = tuple(f"group_{e}_{a}" for e in ("start", "end") for a in "xyz")   
 DISPLAY_COLUMNS = ("event_id", *HIT_REQUIRED, *HIT_OPTIONAL, *EVENT_OPTIONAL, *GROUP_TRUTH, *GROUP_ENDS)
 
 def _list_counts(col) -> np.ndarray:
-    return pc.list_value_length(col.combine_chunks()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return pc.list_value_length(one_array(col)).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 def _list_flat(col) -> np.ndarray:
-    return col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return one_array(col).flatten().to_numpy(zero_copy_only=False)
 
 class EventStore:
     "The hits of an `atar.events` table as flat NumPy arrays with offsets: an event is a dict of slices."

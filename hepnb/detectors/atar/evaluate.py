@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
 from ...core import HepnbError
+from ...schema import one_array
 from ...dataset import Dataset, open_dataset
 from ... import metrics as M
 
@@ -21,7 +22,7 @@ def _col(ds: Dataset, name: str) -> np.ndarray:
     return ds.read([name]).column(0).to_numpy(zero_copy_only=False)
 
 def _flat(ds: Dataset, name: str) -> np.ndarray:
-    return ds.read([name]).column(0).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return one_array(ds.read([name]).column(0)).flatten().to_numpy(zero_copy_only=False)
 
 def unit(metric: str) -> str:
     "The unit of a metric of this evaluator: distances in mm, opening angles in rad, every other one a fraction or a count."

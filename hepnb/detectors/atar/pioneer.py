@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from ...core import HepnbError
+from ...schema import one_array
 from .schema import EVENTS, PIONEER_ML, PARTICLE_BITS
 
 # %% auto #0
@@ -15,11 +16,11 @@ __all__ = ['to_pioneer_ml']
 
 # %% ../../../nbs/atar/14_pioneer.ipynb #bff6fd3a
 def _flat_np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    a = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    a = one_array(col)
     return pc.list_flatten(a).to_numpy(zero_copy_only=False)
 
 def _lengths(col) -> np.ndarray:
-    a = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    a = one_array(col)
     return pc.list_value_length(a).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 def _groups_with(table: pa.Table, bit: int, goff: np.ndarray) -> np.ndarray:
@@ -35,7 +36,7 @@ def _groups_with(table: pa.Table, bit: int, goff: np.ndarray) -> np.ndarray:
 
 def _per_group(values: pa.ChunkedArray, on: np.ndarray, ng: np.ndarray, goff: np.ndarray) -> pa.Array:
     "An event-level column as a list over groups: the event's value where `on`, null elsewhere."
-    v = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    v = one_array(values)
     ev = np.repeat(np.arange(len(v)), ng)
     vals = v.fill_null(0).to_numpy(zero_copy_only=False)[ev].astype(np.float32)
     null = ~on | ~pc.is_valid(v).to_numpy(zero_copy_only=False)[ev]

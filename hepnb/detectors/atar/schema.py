@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from ...core import HepnbError
-from ...schema import Column, Level, Schema, register_schema
+from ...schema import Column, Level, Schema, one_array, register_schema
 
 # %% auto #0
 __all__ = ['f32', 'i8', 'i16', 'i32', 'i64', 'b', 'DECAY_MODES', 'PARTICLE_BITS', 'PDG', 'LEVELS', 'EVENTS', 'PIONEER_ML']
@@ -29,7 +29,7 @@ def _group_count_check(table: pa.Table, where: str) -> None:
     "Group columns have one entry per time group: max(hits_time_group) + 1 per event."
     gcols = [c for c in table.column_names if c.startswith("group_")]
     if not gcols or "hits_time_group" not in table.column_names: return
-    tg = table.column("hits_time_group").combine_chunks()
+    tg = one_array(table.column("hits_time_group"))
     mx = pc.list_value_length(tg).to_numpy(zero_copy_only=False) * 0
     if len(pc.list_flatten(tg)):
         parents = pc.list_parent_indices(tg).to_numpy()
@@ -37,7 +37,7 @@ def _group_count_check(table: pa.Table, where: str) -> None:
         mx = np.full(len(tg), -1, np.int64)
         np.maximum.at(mx, parents, vals)
         mx += 1
-    n = pc.list_value_length(table.column(gcols[0]).combine_chunks()).fill_null(0).to_numpy(zero_copy_only=False)
+    n = pc.list_value_length(one_array(table.column(gcols[0]))).fill_null(0).to_numpy(zero_copy_only=False)
     if not np.array_equal(n, mx):
         row = int(np.flatnonzero(n != mx)[0])
         raise HepnbError(f"{n[row]} group entries but hits_time_group implies {mx[row]} groups (row {row})",

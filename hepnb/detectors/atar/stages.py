@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from ...schema import Column
+from ...schema import Column, one_array
 from ...stage import StageImpl, StageSpec
 from .schema import LEVELS
 
@@ -23,7 +23,7 @@ class Hits:
     "Flat views of a batch's hit lists: values, event index and global time-group id per hit."
     def __init__(self, t: pa.Table):
         self.t, self.n_events = t, t.num_rows
-        col = t.column("hits_edep").combine_chunks()
+        col = one_array(t.column("hits_edep"))
         self.n_hits = pc.list_value_length(col).fill_null(0).to_numpy()
         self.event = np.repeat(np.arange(self.n_events), self.n_hits)
         if "hits_time_group" in t.column_names:
@@ -36,7 +36,7 @@ class Hits:
             self.group_event = np.repeat(np.arange(self.n_events), ng)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.t.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return one_array(self.t.column(name)).flatten().to_numpy(zero_copy_only=False)
 
     def stop(self) -> np.ndarray:
         "The predicted pion stop of each event (n_events × 3; NaN where the stage found none)."
@@ -77,7 +77,7 @@ class Hits:
 
     def group_values(self, name: str) -> np.ndarray:
         "A group-level column of the batch, flat over the groups."
-        return self.t.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return one_array(self.t.column(name)).flatten().to_numpy(zero_copy_only=False)
 
 def _sum(idx, w, n): return np.bincount(idx, weights=w, minlength=n)
 def _min(idx, v, n, fill):
@@ -163,7 +163,7 @@ class BraggPeakStop(StageImpl):
         h = Hits(t)
         G = int(h.group_offsets[-1])
         n = h.n_events
-        p_pion = t.column("group_p_pion").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(float)
+        p_pion = one_array(t.column("group_p_pion")).flatten().to_numpy(zero_copy_only=False).astype(float)
         gtime = _min(h.group, h["hits_time"].astype(float), G, np.inf)
         # the triggered pion's group: a pion group, the one closest to t = 0
         score = np.where(p_pion > self.pion_threshold, np.abs(gtime), np.inf)
@@ -252,7 +252,7 @@ class HitRules(StageImpl):
 
     def predict(self, t: pa.Table) -> pa.Table:
         h = Hits(t)
-        gp = {k: t.column(f"group_p_{k}").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        gp = {k: one_array(t.column(f"group_p_{k}")).flatten().to_numpy(zero_copy_only=False)
                  .astype(float)[h.group] > 0.5
               for k in ("pion", "muon", "mip")}
         du, dz = h.from_stop()

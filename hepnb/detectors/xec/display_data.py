@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from ...core import HepnbError, sha256_file
+from ...schema import one_array
 from ...dataset import MANIFEST, Dataset, open_dataset
 from ...display import KeyIndex, select_rows
 from . import evaluate as E
@@ -30,7 +31,7 @@ STAGE_COLUMNS = {"xec.position": ("pred_uvw",), "xec.energy": ("pred_energy",), 
 def column_array(t: pa.Table, name: str, width: int | None = None, where: str = "table") -> np.ndarray:
     """A column as float64 ([n] for a scalar, [n, k] for a list column, as the evaluator reads it), or as float32
     [n, width] for a per-sensor column (`width` values per event)."""
-    a = t.column(name).combine_chunks()
+    a = one_array(t.column(name))
     dtype = np.float32 if width else np.float64
     if not (pa.types.is_list(a.type) or pa.types.is_fixed_size_list(a.type)):
         return a.to_numpy(zero_copy_only=False).astype(dtype)

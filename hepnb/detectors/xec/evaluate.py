@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 from ...core import HepnbError
+from ...schema import one_array
 from ...dataset import Dataset, open_dataset
 from ... import metrics as M
 
@@ -21,7 +22,7 @@ W_BINS = (0.0, 2.0, 5.0, 10.0, 20.0, 42.0)
 
 def _vec(ds: Dataset, name: str) -> np.ndarray:
     "A per-event column as float64: [n] for a scalar, [n, k] for a fixed-size list."
-    a = ds.read([name]).column(0).combine_chunks()
+    a = one_array(ds.read([name]).column(0))
     if pa.types.is_fixed_size_list(a.type):
         return a.flatten().to_numpy(zero_copy_only=False).reshape(len(a), a.type.list_size).astype(float)
     return a.to_numpy(zero_copy_only=False).astype(float)

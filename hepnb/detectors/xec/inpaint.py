@@ -11,7 +11,7 @@ import pyarrow as pa
 import torch
 from ...core import HepnbError
 from ...dataset import Dataset, DatasetWriter, open_dataset
-from ...schema import Column
+from ...schema import Column, one_array
 from ...stage import StageImpl, StageSpec
 from ... import metrics as M
 from . import geometry as G
@@ -90,7 +90,7 @@ class SolidAngleWeighted(StageImpl):
     spec = INPAINT
 
     def predict(self, t: pa.Table) -> pa.Table:
-        uvw = t.column("pred_uvw").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, 3)
+        uvw = one_array(t.column("pred_uvw")).flatten().to_numpy(zero_copy_only=False).reshape(-1, 3)
         xyz = G.uvw_to_xyz(uvw.astype(np.float64))
         return pa.table({"npho_inpainted": fixed_list(solid_angle_weighted(sensor_array(t, "npho"), xyz))})
 
