@@ -7,9 +7,9 @@ Uses the datasets of `benchmarks/xec_quality.py` in --out (its held-out 52.8 MeV
 simulated here when missing, with the same seeds), simulates a training set of the largest size with the same seed as
 that script's (so the first 16 000 events are the same events), and trains the `--task` regressor (CPU size, the same
 training settings as `xec_quality.py`, the same number of epochs for every size) on its first N events for each N.
-Prints a Markdown table: N, the ML and classical headline metric with bootstrap errors, their ratio, and for the
-position the ML prediction averaged over each event's four mirror images (z → -z, y → -y: the calorimeter's
-symmetries). `--mirror` trains
+Prints a Markdown table: N, the ML and classical headline metric with bootstrap errors, their ratio, and the ML
+prediction averaged over each event's four mirror images (z → -z, y → -y: the calorimeter's symmetries;
+`MLStage(..., mirror_average=True)`). `--mirror` trains
 on events mirrored at random in z and y (`ModelConfig.mirror`). `--reuse` keeps runs already trained
 (`{task}-n{N}[-e{epochs}][-mirror]`).
 """
@@ -26,37 +26,6 @@ from hepnb.detectors.xec.sim import PRESETS, SimConfig, simulate_dataset
 from hepnb.detectors.xec.training import MLStage, ModelConfig, train_task
 from hepnb.stage import run_stage
 from hepnb.train import TrainConfig
-
-
-def mirror_averaged(run, test) -> tuple[float, float]:
-    """68 % quantile of the 3-D distance (cm) of the run's predictions on the held-out events, and of the mean of its
-    predictions on each event and its three mirror images (z, y, both; `geometry.mirror`), each flipped back
-    (`MIRROR_SIGN`)."""
-    import numpy as np
-    import torch
-    from hepnb.detectors.xec import geometry as G
-    from hepnb.detectors.xec.training import MIRROR_SIGN, _inputs, load_model, loader_config
-    from hepnb.loader import collate
-    model, mc = load_model(run)
-    flips = [(), ("z",), ("y",), ("z", "y")]
-    t, plain, preds, truth = test.read(), [], [], []
-    with torch.no_grad():
-        for s in range(0, t.num_rows, 256):
-            b = collate(t.slice(s, 256), loader_config(mc))
-            truth.append(b.events["uvwTruth"])
-            mean = 0
-            for axes in flips:
-                dense, sign = b.dense, torch.ones(3)
-                for axis in axes:
-                    dense = dense[:, torch.from_numpy(np.array(G.mirror(axis)))]
-                    sign = sign * torch.tensor(MIRROR_SIGN["uvwTruth"][axis])
-                x = _inputs(model, dataclasses.replace(b, dense=dense))
-                p = model.physical(model(x), x)["uvw"] * sign
-                if not axes: plain.append(p)
-                mean = mean + p / len(flips)
-            preds.append(mean)
-    y = torch.cat(truth)
-    return tuple(float(torch.quantile(torch.linalg.vector_norm(torch.cat(p) - y, dim=1), 0.68)) for p in (plain, preds))
 
 
 HEADLINE = {"position": ("xec.position", "uvw_dist_68pct"), "angle": ("xec.angle", "angle_68pct"),
@@ -125,19 +94,20 @@ def main():
             train_task(a.task, ds, run, model=model, train=tc, batch_size=a.batch_size)
         p = run_stage(MLStage(run), test, a.out / f"p-{a.task}-{tag}", overwrite=True)
         v, e = metric(evaluate(test, {(stage, "ml"): p})[0], a.task, "ml")
-        q, m = mirror_averaged(run, test) if a.task == "position" else (float("nan"), float("nan"))
-        rows.append((n, v, e, q, m, time.perf_counter() - s))
-        print(f"N={n}: {v:.4g} ± {e:.2g} vs classical {c:.4g} ({v / c:.3f}), mirror-averaged {m:.3f} vs {q:.3f}, "
-              f"{time.perf_counter() - s:.0f} s", flush=True)
+        pm = run_stage(MLStage(run, mirror_average=True), test, a.out / f"p-{a.task}-{tag}-mavg", overwrite=True)
+        m, me = metric(evaluate(test, {(stage, "ml"): pm})[0], a.task, "ml")
+        rows.append((n, v, e, m, me, time.perf_counter() - s))
+        print(f"N={n}: {v:.4g} ± {e:.2g} vs classical {c:.4g} ({v / c:.3f}), mirror-averaged {m:.4g} ± {me:.2g} "
+              f"({m / c:.3f}), {time.perf_counter() - s:.0f} s", flush=True)
 
     name = HEADLINE[a.task][1]
     print(f"\nXEC {a.task} vs training-set size{' (mirrored events)' if a.mirror else ''}: {a.epochs} epochs each, "
           f"batch {a.batch_size}, CPU model; {a.test} held-out 52.8 MeV events; classical {name} {c:.4g} ± {ce:.2g}\n")
-    print(f"| training events | ML {name} | ML / classical | position: plain / mirror-averaged 68 % of |Δ| (cm) "
+    print(f"| training events | ML {name} | ML / classical | mirror-averaged ML | mirror-averaged / classical "
           "| time (s) |")
-    print("|---|---|---|---|---|")
-    for n, v, e, q, m, t in rows:
-        print(f"| {n} | {v:.4g} ± {e:.2g} | {v / c:.3f} | {q:.3f} / {m:.3f} | {t:.0f} |")
+    print("|---|---|---|---|---|---|")
+    for n, v, e, m, me, t in rows:
+        print(f"| {n} | {v:.4g} ± {e:.2g} | {v / c:.3f} | {m:.4g} ± {me:.2g} | {m / c:.3f} | {t:.0f} |")
     print(f"\nTotal {time.perf_counter() - t0:.0f} s")
 
 

@@ -960,6 +960,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                 'hepnb/detectors/xec/training.py'),
                                               'hepnb.detectors.xec.training.RegressionStage.__init__': ( 'xec/training.html#regressionstage.__init__',
                                                                                                          'hepnb/detectors/xec/training.py'),
+                                              'hepnb.detectors.xec.training.RegressionStage._physical': ( 'xec/training.html#regressionstage._physical',
+                                                                                                          'hepnb/detectors/xec/training.py'),
                                               'hepnb.detectors.xec.training.RegressionStage.checkpoint': ( 'xec/training.html#regressionstage.checkpoint',
                                                                                                            'hepnb/detectors/xec/training.py'),
                                               'hepnb.detectors.xec.training.RegressionStage.parameters': ( 'xec/training.html#regressionstage.parameters',

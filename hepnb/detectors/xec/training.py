@@ -239,21 +239,28 @@ def load_model(run_dir: str | os.PathLike, which: str = "best", device: str = "c
     return load_weights(net, ck).to(device).eval(), mc
 
 # %% ../../../nbs/xec/42_training.ipynb #b802431a
-def MLStage(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu", batch_size: int = 256) -> StageImpl:
-    "The stage implementation of a training run: a regressor's stage, or the inpainter for an inpaint run."
+def MLStage(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu", batch_size: int = 256,
+            mirror_average: bool = False) -> StageImpl:
+    """The stage implementation of a training run: a regressor's stage (`mirror_average`: see `RegressionStage`), or
+    the inpainter for an inpaint run."""
     info = Path(run_dir) / "model.json"
     if info.is_file() and json.loads(info.read_text()).get("task") == "inpaint":
         from hepnb.detectors.xec.inpaint import MLInpaint
         return MLInpaint(run_dir, which, device)
-    return RegressionStage(run_dir, which, device, batch_size)
+    return RegressionStage(run_dir, which, device, batch_size, mirror_average)
 
 class RegressionStage(StageImpl):
-    "A trained XEC regressor as the implementation of its stage (energy, position, time or angle)."
+    """A trained XEC regressor as the implementation of its stage (energy, position, time or angle).
+    `mirror_average`: the prediction is the mean of the model's predictions on the event and its three mirror images
+    (z → -z, y → -y, both: `geometry.mirror`), each flipped back (`MIRROR_SIGN`; a direction renormalised), so it
+    respects the calorimeter's symmetries exactly; four times the inference."""
     kind = "ml"
     upstream = ()
 
-    def __init__(self, run_dir: str | os.PathLike, which: str = "best", device: str = "cpu", batch_size: int = 256):
+    def __init__(self, run_dir: str | os.PathLike, which: str = "best", device: str = "cpu", batch_size: int = 256,
+                 mirror_average: bool = False):
         self.run_dir, self.device, self.batch_size = Path(run_dir), device, batch_size
+        self.mirror_average = mirror_average
         self.model, self.mc = load_model(run_dir, which, device)
         if self.mc.task not in STAGE_OF_TASK:
             raise HepnbError(f"a {self.mc.task} run is not a stage (expected one of {', '.join(STAGE_OF_TASK)})",
@@ -265,17 +272,31 @@ class RegressionStage(StageImpl):
         self.lc = loader_config(self.mc, targets=False)
 
     def parameters(self) -> dict:
-        return {"run_dir": str(self.run_dir), "model": asdict(self.mc)}
+        return {"run_dir": str(self.run_dir), "model": asdict(self.mc), "mirror_average": self.mirror_average}
 
     def checkpoint(self): return self._ck
+
+    def _physical(self, dense: torch.Tensor) -> dict[str, torch.Tensor]:
+        "Predictions in physical units for sensor inputs [B, 4760, 2], averaged over the mirror images if asked."
+        images = [()] + ([("z",), ("y",), ("z", "y")] if self.mirror_average else [])
+        mean = {}
+        for axes in images:
+            d = dense
+            for axis in axes: d = d[:, torch.from_numpy(np.array(G.mirror(axis))).to(d.device)]
+            x = sensor_inputs(d[..., 0], d[..., 1], self.model.cfg.norm)
+            for h, v in self.model.physical(self.model(x), x).items():
+                for axis in axes:
+                    if TARGET[h] in MIRROR_SIGN: v = v * v.new_tensor(MIRROR_SIGN[TARGET[h]][axis])
+                mean[h] = mean.get(h, 0) + v / len(images)
+        if "angle" in mean: mean["angle"] = F.normalize(mean["angle"], dim=-1)
+        return mean
 
     @torch.no_grad()
     def predict(self, t: pa.Table) -> pa.Table:
         cols = {c.name: [] for c in self.spec.outputs}
         for s in range(0, t.num_rows, self.batch_size):
             b = collate(t.slice(s, self.batch_size), self.lc).to(self.device)
-            x = _inputs(self.model, b)
-            out = self.model.physical(self.model(x), x)
+            out = self._physical(b.dense)
             for name, v in _stage_columns(self.mc.task, out).items(): cols[name].append(v)
         arrays = {k: np.concatenate(v) for k, v in cols.items() if v}
         return pa.table({k: fixed_list(a) if a.ndim == 2 else pa.array(a) for k, a in arrays.items()})
