@@ -74,7 +74,7 @@ def oracles(sh: dict, g_dir: np.ndarray, cfg: S.SimConfig, energy: float) -> dic
         lo, hi = ti.min() - 200.0, ti.min() - 1e-9
         s[i] = brentq(f, lo, hi) if f(lo) < 0 < f(hi) else ti.min() - theta
     plane = pos - t[..., None] * d[:, None]                    # transverse positions (plane through the origin ⟂ d)
-    out["ML depth + mean transverse position"] = plane.mean(1) + s[:, None] * d
+    out["maximum-likelihood depth + mean transverse position"] = plane.mean(1) + s[:, None] * d
     sc, sh_ = cfg.core_width * cfg.moliere_radius, cfg.halo_width * cfg.moliere_radius
     mu = plane.mean(1)
     for _ in range(30):                                        # EM for the centre of the core + halo mixture
@@ -84,7 +84,7 @@ def oracles(sh: dict, g_dir: np.ndarray, cfg: S.SimConfig, energy: float) -> dic
         wc = core / np.maximum(core + halo, 1e-300)
         w = wc / sc**2 + (1 - wc) / sh_**2
         mu = (w[..., None] * plane).sum(1) / w.sum(1, keepdims=True)
-    out["ML depth + ML transverse centre (core + halo)"] = mu + s[:, None] * d
+    out["maximum-likelihood depth + maximum-likelihood transverse centre (core + halo)"] = mu + s[:, None] * d
     return out
 
 
